@@ -1,0 +1,100 @@
+"""Loading and saving refinement-module weights.
+
+Accepted files (all loaded with ``torch.load(weights_only=True)``):
+  * the authors' released ``model``: a bare state dict saved from ``nn.DataParallel`` (keys start
+    with ``module.``);
+  * a bare state dict without the prefix;
+  * this project's training checkpoints: a dict with a ``'model'`` entry (see ``train.py``).
+Loading is strict: a file that does not describe exactly this architecture raises
+:class:`CheckpointError` naming the file and the missing, unexpected and mis-shaped keys.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from util.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A weights file cannot be read or does not match the model."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True`` on CPU, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'{path}: no such checkpoint file')
+    try:
+        data = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code objects, not a torch file, ...
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f'{path}: expected a state dict or a checkpoint dict, got {type(data).__name__}')
+    return data
+
+
+def extract_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model state dict inside a checkpoint, with any ``module.`` (DataParallel/DDP) prefix removed."""
+    state = data['model'] if isinstance(data.get('model'), dict) else data
+    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has exactly ``model``'s keys and shapes."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}'
+                 for k, v in expected.items()
+                 if k in state and (not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape)]
+    if missing or unexpected or misshaped:
+        def fmt(name: str, items: list[str]) -> str:
+            shown = ', '.join(items[:10]) + (f', ... ({len(items)} in all)' if len(items) > 10 else '')
+            return f'\n  {name} ({len(items)}): {shown}' if items else ''
+        raise CheckpointError(f'{source}: does not match the refinement module'
+                              + fmt('missing keys', missing) + fmt('unexpected keys', unexpected)
+                              + fmt('mis-shaped keys', misshaped))
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a released or project checkpoint into ``model`` strictly; returns ``model``."""
+    state = extract_state_dict(read_checkpoint(path))
+    check_state_dict(model, state, str(path))
+    model.load_state_dict(state, strict=True)
+    log.info('loaded weights from %s', path)
+    return model
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:
+    """Atomically save ``{'model': unwrapped state dict, **extra}`` to ``path``."""
+    module = model.module if hasattr(model, 'module') else model  # unwrap DDP/DataParallel
+    with atomic_path(path) as tmp:
+        torch.save({'model': module.state_dict(), **extra}, tmp)
+
+
+def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Initialise ``model.feats`` from a torchvision ImageNet ResNet-50 state dict file.
+
+    Works with ``resnet50-19c8e357.pth`` and ``resnet50-0676ba61.pth``. The stem conv of the file has
+    3 input channels; the 3 mask channels are zero-initialised, as the authors did, so training starts
+    from the ImageNet features of the RGB input. The classifier (``fc.*``) is dropped.
+    """
+    state = extract_state_dict(read_checkpoint(path))
+    state = {k: v for k, v in state.items() if not k.startswith('fc.')}
+    stem = state.get('conv1.weight')
+    if stem is None or stem.ndim != 4 or stem.shape[1] != 3:
+        raise CheckpointError(f'{path}: not an ImageNet ResNet-50 state dict (no 3-channel conv1.weight)')
+    extra = torch.zeros(stem.shape[0], model.feats.in_channels - 3, *stem.shape[2:], dtype=stem.dtype)
+    state['conv1.weight'] = torch.cat([stem, extra], 1)
+    check_state_dict(model.feats, state, str(path))
+    model.feats.load_state_dict(state, strict=True)
+    log.info('initialised the backbone from ImageNet weights %s', path)
+    return model

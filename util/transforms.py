@@ -1,0 +1,50 @@
+"""Conversions between uint8 arrays and the normalised tensors the model takes.
+
+Conventions used throughout the project:
+  * image tensors: B x 3 x H x W float32, RGB/255 normalised with the ImageNet mean/std;
+  * mask tensors: B x 1 x H x W float32 in [-1, 1] (-1 background, +1 foreground);
+  * probability tensors: B x 1 x H x W float32 in [0, 1].
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """H x W x 3 uint8 RGB array (or B x 3 x H x W float tensor in [0, 1]) -> normalised tensor.
+
+    A single array gives a 1 x 3 x H x W tensor.
+    """
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+def denormalize_image(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize_image`: B x 3 x H x W normalised -> RGB in [0, 1]."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return image * std + mean
+
+
+def normalize_mask(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """H x W uint8 mask in 0..255 (or a tensor in [0, 1]) -> 1 x 1 x H x W (or same-rank) tensor in [-1, 1].
+
+    No binarisation: soft masks stay soft, as in the authors' research pipeline.
+    """
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(np.ascontiguousarray(mask))[None, None].float() / 255
+    return mask * 2 - 1
+
+
+def probability_to_uint8(prob: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] -> uint8 floor(p * 255), as the authors save and return masks."""
+    if isinstance(prob, torch.Tensor):
+        prob = prob.detach().float().cpu().numpy()
+    return (np.clip(prob, 0, 1) * 255).astype(np.uint8)
