@@ -1,0 +1,43 @@
+"""Turn several results_post.json files into the paper's Table 3 layout (Markdown).
+
+    python scripts/make_table.py FCN-8s=out/fcn/results_post.json PSPNet=out/psp/results_post.json \
+        [--method CascadePSP] [--output table.md]
+
+Each argument is LABEL=PATH (the coarse-mask source and the eval_post result of its refined folder).
+For reference, the paper's PSPNet row on BIG: 90.49 / 59.63 -> 93.93 / 75.32.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from util.atomic import write_text  # noqa: E402
+from util.tables import results_table  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('results', nargs='+', help='LABEL=path/to/results_post.json')
+    parser.add_argument('--method', default='CascadePSP', help='name of the refinement method in the rows')
+    parser.add_argument('--output', help='also write the table to this file')
+    args = parser.parse_args(argv)
+    entries = []
+    for item in args.results:
+        label, sep, path = item.partition('=')
+        if not sep:
+            parser.error(f'{item}: expected LABEL=PATH')
+        if not Path(path).is_file():
+            parser.error(f'{path}: no such results file')
+        entries.append((label, path))
+    table = results_table(entries, args.method)
+    if args.output:
+        write_text(args.output, table)
+    sys.stdout.write(table)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

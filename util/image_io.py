@@ -1,0 +1,81 @@
+"""Reading images and masks from disk with clear errors.
+
+PIL is used, as in the authors' datasets and ``eval_post``, so grey conversion and resizing match theirs
+bit for bit. Inputs that are not 8-bit RGB / grey are converted rather than rejected:
+  * grey or palette images become RGB (channels replicated), RGBA/LA drop their alpha;
+  * 16-bit (and 32-bit integer) PNGs are rescaled to 0..255 when they use values above 255;
+  * colour masks become grey with PIL's ``convert('L')``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+class ImageReadError(ValueError):
+    """A file cannot be read as an image, or is not the kind of image expected."""
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f'{path}: no such file')
+    try:
+        image = Image.open(path)
+        image.load()
+    except Exception as e:  # PIL raises several types for truncated or foreign files
+        raise ImageReadError(f'{path}: cannot read image ({type(e).__name__}: {e})') from e
+    return image
+
+
+def _wide_to_uint8(image: Image.Image) -> np.ndarray:
+    """Grey image with more than 8 bits per pixel -> uint8, scaling 0..65535 down when it is used."""
+    arr = np.asarray(image).astype(np.float64)
+    if arr.max(initial=0) > 255:
+        arr = arr / (65535.0 if arr.max() <= 65535 else arr.max()) * 255
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as H x W x 3 uint8 RGB."""
+    image = _open(path)
+    if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
+        return np.repeat(_wide_to_uint8(image)[:, :, None], 3, axis=2)
+    return np.asarray(image.convert('RGB'))
+
+
+def read_grey(path: str | os.PathLike, labels01: bool = False) -> np.ndarray:
+    """Read a mask as H x W uint8 in 0..255.
+
+    With ``labels01``, a mask whose values are all in {0, 1} (FSS-1000 style labels) is scaled to
+    {0, 255} instead of being read as (almost) empty. Leave it off for soft predictions, where a
+    near-zero probability map would be misread as foreground.
+    """
+    image = _open(path)
+    if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
+        grey = _wide_to_uint8(image)
+    else:
+        grey = np.asarray(image.convert('L'))
+    if labels01 and grey.max(initial=0) == 1:
+        grey = grey * np.uint8(255)
+    return grey
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file, read from its header only."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception as e:
+        raise ImageReadError(f'{path}: cannot read image ({type(e).__name__}: {e})') from e
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label map (grey or palette PNG) as its raw H x W indices, without colour conversion."""
+    image = _open(path)
+    if image.mode not in ('L', 'P', 'I', 'I;16', 'I;16B', 'I;16L'):
+        raise ImageReadError(f'{path}: a label map must be a grey or palette image, got mode {image.mode}')
+    return np.asarray(image)
