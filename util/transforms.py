@@ -20,7 +20,7 @@ def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     A single array gives a 1 x 3 x H x W tensor.
     """
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        image = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
     mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
     return (image - mean) / std
@@ -39,7 +39,7 @@ def normalize_mask(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
     No binarisation: soft masks stay soft, as in the authors' research pipeline.
     """
     if isinstance(mask, np.ndarray):
-        mask = torch.from_numpy(np.ascontiguousarray(mask))[None, None].float() / 255
+        mask = torch.from_numpy(np.array(mask, copy=True))[None, None].float() / 255
     return mask * 2 - 1
 
 

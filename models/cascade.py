@@ -1,0 +1,176 @@
+"""Global and Local cascade refinement (paper §3.2): the one implementation behind eval.py and Refiner.
+
+Tensors follow :mod:`util.transforms`: image 1 x 3 x H x W normalised RGB, mask 1 x 1 x H x W in
+[-1, 1], results 1 x 1 x H x W probabilities in [0, 1]. Full-resolution tensors stay on the device
+they come in on (the *aggregation* device, normally the CPU); only L x L inputs go to the model's
+device, so accelerator memory depends on L and the crop batch, not on the image size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.safe_forward import safe_forward
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """Inference hyper-parameters (pixels). Defaults are the paper's."""
+    L: int = 900            #: global-step long side and local crop side
+    stride: int = 450       #: crops are taken every ``stride - 2 * margin`` pixels
+    margin: int = 16        #: trimmed from every crop side that is not on the image border
+    min_foreground: float = 0.1  #: crops whose global mask is below this foreground fraction are skipped
+    max_foreground: float = 0.9  #: ... or above this one
+    batch: int = 1          #: crops per forward pass (results do not depend on it)
+
+    def __post_init__(self) -> None:
+        if self.L < 8:
+            raise ValueError(f'L must be at least 8 pixels, got {self.L}')
+        if self.stride <= 2 * self.margin:
+            raise ValueError(f'stride ({self.stride}) must exceed twice the margin ({self.margin})')
+        if self.batch < 1:
+            raise ValueError(f'batch must be at least 1, got {self.batch}')
+
+
+def resize_max_side(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Resize so the long side becomes ``size``, with the size rounding of ``F.interpolate(scale_factor=...)``
+    (the authors' rule; e.g. 190 x 250 -> 96 gives 72 x 96)."""
+    ratio = size / max(x.shape[-2:])
+    if mode in ('bilinear', 'bicubic'):
+        return F.interpolate(x, scale_factor=ratio, mode=mode, align_corners=False)
+    return F.interpolate(x, scale_factor=ratio, mode=mode)
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One local crop: ``crop`` = (y0, y1, x0, x1) in the image; its prediction is kept on ``keep`` (image
+    coordinates, margins trimmed), which is ``crop`` shifted by (``oy``, ``ox``) inside the crop."""
+    crop: tuple[int, int, int, int]
+    keep: tuple[int, int, int, int]
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        return self.keep[0] - self.crop[0], self.keep[2] - self.crop[2]
+
+
+def crop_windows(h: int, w: int, L: int, stride: int, margin: int = 16) -> list[Window]:
+    """The local-step tiling of an h x w image, in the authors' order (columns outer, rows inner).
+
+    Starts every ``stride - 2 * margin`` px, ``w // step + 1`` x ``h // step + 1`` positions; crops past the
+    border are shifted back inside (clamped at 0 when the image is smaller than L); duplicates dropped.
+    """
+    step = stride - 2 * margin
+    if step <= 0:
+        raise ValueError(f'stride {stride} must exceed twice the margin {margin}')
+    windows, seen = [], set()
+    for xi in range(w // step + 1):
+        for yi in range(h // step + 1):
+            y0, x0 = yi * step, xi * step
+            y1, x1 = y0 + L, x0 + L
+            if y1 > h:
+                y1, y0 = h, h - L
+            if x1 > w:
+                x1, x0 = w, w - L
+            y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h, y1), min(w, x1)
+            if (y0, x0) in seen:
+                continue
+            seen.add((y0, x0))
+            # Trim the margin on every side that is not the image border (less reliable context there).
+            keep = (y0 + margin if y0 else 0, y1 - margin if y1 != h else h,
+                    x0 + margin if x0 else 0, x1 - margin if x1 != w else w)
+            windows.append(Window((y0, y1, x0, x1), keep))
+    return windows
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """3-level cascade on the whole image, area-downscaled so its long side is at most L.
+
+    Returns the level-3 stride-1 and stride-4 probabilities at that (possibly reduced) resolution, on
+    the input's device.
+    """
+    if max(image.shape[-2:]) > L:
+        image, mask = resize_max_side(image, L, 'area'), resize_max_side(mask, L, 'area')
+    dev = _model_device(model)
+    out = safe_forward(model, image.to(dev), mask.to(dev), keys=('pred_224', 'pred_56_2'))
+    return out['pred_224'].to(image.device), out['pred_56_2'].to(image.device)
+
+
+def _foreground(seg: torch.Tensor, win: Window) -> float:
+    y0, y1, x0, x1 = win.crop
+    return float((seg[:, :, y0:y1, x0:x1] > 0).float().mean())
+
+
+def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
+               cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
+    """Refine L x L crops at full resolution with levels 2-3 and fuse them.
+
+    Args:
+        image: 1 x 3 x H x W full-resolution image.
+        pred_224, pred_56: global-step stride-1 and stride-4 probabilities at any resolution.
+
+    Returns:
+        (1 x 1 x H x W probabilities: the average of the trimmed crop predictions, and the binarised
+        global result where no crop reached; the number of crops run).
+    """
+    h, w = image.shape[-2:]
+    dev = _model_device(model)
+    # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
+    seg = (_bilinear(pred_224, (h, w)) > 0.5).float() * 2 - 1
+    soft = _bilinear(pred_56, (h, w)) * 2 - 1
+    fused = torch.zeros_like(seg)
+    weight = torch.zeros_like(seg)
+
+    todo = [win for win in crop_windows(h, w, cfg.L, cfg.stride, cfg.margin)
+            if cfg.min_foreground <= _foreground(seg, win) <= cfg.max_foreground]  # others: nothing to refine
+
+    def crops(t: torch.Tensor, wins: list[Window]) -> torch.Tensor:
+        return torch.cat([t[:, :, a:b, c:d] for a, b, c, d in (w_.crop for w_ in wins)]).to(dev)
+
+    for i in range(0, len(todo), cfg.batch):
+        wins = todo[i:i + cfg.batch]
+        pred = safe_forward(model, crops(image, wins), crops(seg, wins), crops(soft, wins),
+                            keys=('pred_224',))['pred_224'].to(fused.device)
+        for j, win in enumerate(wins):
+            ky0, ky1, kx0, kx1 = win.keep
+            oy, ox = win.offset
+            fused[:, :, ky0:ky1, kx0:kx1] += pred[j:j + 1, :, oy:oy + ky1 - ky0, ox:ox + kx1 - kx0]
+            weight[:, :, ky0:ky1, kx0:kx1] += 1
+    return torch.where(weight == 0, seg / 2 + 0.5, fused / weight.clamp(min=1)), len(todo)
+
+
+def refine_global_local(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
+                        cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
+    """Global step then Local step. Returns (1 x 1 x H x W probabilities, number of crops run)."""
+    pred_224, pred_56 = global_step(model, image, mask, cfg.L)
+    return local_step(model, image, pred_224, pred_56, cfg)
+
+
+def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int = 900,
+                       min_size: int | None = None) -> torch.Tensor:
+    """Global step only (the fast mode). Returns 1 x 1 x H x W probabilities.
+
+    Images whose long side is under ``min_size`` (default L) are upscaled to it first (bicubic image,
+    bilinear mask) and the output is area-downscaled back; others go through :func:`global_step` and
+    the output is resized bilinearly to the input size.
+    """
+    h, w = image.shape[-2:]
+    min_size = L if min_size is None else min_size
+    if max(h, w) < min_size:
+        up_image, up_mask = resize_max_side(image, min_size, 'bicubic'), resize_max_side(mask, min_size, 'bilinear')
+        dev = _model_device(model)
+        pred = safe_forward(model, up_image.to(dev), up_mask.to(dev), keys=('pred_224',))['pred_224']
+        return F.interpolate(pred.to(image.device), size=(h, w), mode='area')
+    pred_224, _ = global_step(model, image, mask, L)
+    return _bilinear(pred_224, (h, w))
