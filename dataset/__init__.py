@@ -1,0 +1,1 @@
+"""Training and validation data: readers, ground-truth perturbation, augmentation."""
