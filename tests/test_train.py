@@ -1,0 +1,123 @@
+"""train.py on CPU: a few iterations, checkpoints eval.py can load, resume, non-finite loss, overfitting."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import eval as eval_cli
+import train as train_cli
+from models import RefinementModule
+from models.checkpoint import read_checkpoint
+from util.config import TrainConfig, parse_args
+from util.loss import CascadeLoss
+
+
+def _tiny_data(root, n=3, size=(40, 52)):
+    flat = root / 'ecssd'
+    flat.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        h, w = size
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        mask[8 + i:30, 10:40 - i] = 255
+        image[mask > 0] //= 3
+        Image.fromarray(image).save(flat / f'{i}.jpg')
+        Image.fromarray(mask).save(flat / f'{i}.png')
+    return root
+
+
+def _args(tmp_path, *extra):
+    return ['tiny', '-i', '4', '-b', '2', '--data_root', str(tmp_path / 'data'), '--crop_size', '32',
+            '--workers', '0', '--device', 'cpu', '--save_interval', '2', '--log_interval', '1',
+            '--image_interval', '2', '--log_dir', str(tmp_path / 'runs'), '--save_dir', str(tmp_path / 'saves'),
+            '--steps', '1', '3', *extra]
+
+
+def test_config_cli_keeps_authors_flags():
+    cfg = parse_args(['exp', '-i', '4.5e4', '-b', '8', '--steps', '10', '20', '--ce_weight', '0', '1', '1', '1', '1', '1',
+                      '--grad_weight', '2', '--load', 'model', '--amp'])
+    assert (cfg.exp_id, cfg.iterations, cfg.batch_size, cfg.steps, cfg.grad_weight, cfg.load, cfg.amp) == \
+        ('exp', 45000, 8, [10, 20], 2.0, 'model', True)
+    assert cfg.ce_weight == [0, 1, 1, 1, 1, 1] and cfg.l1_weight == TrainConfig().l1_weight
+    assert parse_args([]).exp_id == 'NULL' and TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_train_checkpoint_eval_and_resume(tmp_path, caplog):
+    _tiny_data(tmp_path / 'data')
+    val = tmp_path / 'val'
+    val.mkdir()
+    image = np.asarray(Image.open(tmp_path / 'data/ecssd/0.jpg'))
+    mask = np.asarray(Image.open(tmp_path / 'data/ecssd/0.png'))
+    Image.fromarray(image).save(val / 'v_im.png')
+    Image.fromarray(mask).save(val / 'v_seg.png')
+    Image.fromarray(mask).save(val / 'v_gt.png')
+    caplog.set_level('INFO')
+    assert train_cli.main(_args(tmp_path, '--val_dir', str(val), '--val_interval', '4', '--val_L', '32',
+                                           '--val_stride', '40')) == 0
+    (run,) = (tmp_path / 'saves').iterdir()
+    assert json.loads((run / 'config.json').read_text())['crop_size'] == 32
+    assert sorted(p.name for p in run.iterdir()) == ['checkpoint_2.pth', 'checkpoint_final.pth', 'config.json']
+    assert list((tmp_path / 'runs' / run.name).glob('events.out.tfevents.*'))
+    assert 'val/new_mba' in caplog.text and 'train/' in caplog.text
+    final = read_checkpoint(run / 'checkpoint_final.pth')
+    assert final['iteration'] == 4 and final['config']['exp_id'] == 'tiny'
+    assert not any(k.startswith('module.') for k in final['model'])
+
+    # eval.py loads what train.py wrote.
+    out = tmp_path / 'out'
+    assert eval_cli.main(['--dir', str(val), '--model', str(run / 'checkpoint_final.pth'), '--output', str(out),
+                          '--L', '32', '--stride', '40', '--device', 'cpu']) == 0
+    assert (out / 'v_mask.png').is_file()
+
+    # Resume from iteration 2: continues at 3 with the learning rate it had (one decay, at step 1).
+    mid = read_checkpoint(run / 'checkpoint_2.pth')
+    assert mid['iteration'] == 2 and mid['optimizer']['param_groups'][0]['lr'] == pytest.approx(2.25e-5)
+    caplog.clear()
+    assert train_cli.main(_args(tmp_path, '--resume', str(run / 'checkpoint_2.pth'))) == 0
+    assert 'resumed' in caplog.text and 'at iteration 2 (lr 2.25e-05)' in caplog.text
+    assert 'it 3 train/' in caplog.text and 'it 1 train/' not in caplog.text
+    resumed = read_checkpoint(run / 'checkpoint_final.pth')  # same run folder
+    assert resumed['iteration'] == 4 and resumed['optimizer']['param_groups'][0]['lr'] == pytest.approx(2.25e-6)
+
+
+def test_non_finite_loss_stops_without_saving(tmp_path, monkeypatch, caplog):
+    _tiny_data(tmp_path / 'data')
+    real = CascadeLoss.forward
+    calls = {'n': 0}
+
+    def poisoned(self, outputs, gt):
+        terms = real(self, outputs, gt)
+        calls['n'] += 1
+        if calls['n'] == 3:
+            terms['total_loss'] = terms['total_loss'] * float('nan')
+        return terms
+
+    monkeypatch.setattr(CascadeLoss, 'forward', poisoned)
+    assert train_cli.main(_args(tmp_path, '--save_interval', '100')) == 1
+    assert 'non-finite loss at iteration 2' in caplog.text
+    (run,) = (tmp_path / 'saves').iterdir()
+    assert [p.name for p in run.iterdir()] == ['config.json']
+
+
+def test_loss_falls_when_overfitting_one_batch():
+    torch.manual_seed(0)
+    model = RefinementModule().train()
+    image = torch.randn(2, 3, 48, 48)
+    gt = torch.zeros(2, 1, 48, 48)
+    gt[:, :, 12:36, 10:30] = 1
+    seg = torch.roll(gt, 4, dims=3) * 2 - 1
+    criterion = CascadeLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(25):
+        loss = criterion(model(image, seg), gt)['total_loss']
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses

@@ -1,0 +1,161 @@
+"""Training: setup helpers and the loop (``train``), used by ``train.py``.
+
+One process per GPU under torchrun (DistributedDataParallel + SyncBatchNorm, each rank a share of the
+global batch, rank 0 alone logs and saves), or a single process on one GPU or the CPU.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+import progressbar
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from dataset.readers import training_pairs
+from dataset.training_set import TrainingSet
+from models import RefinementModule
+from models.checkpoint import load_imagenet_backbone, load_weights, read_checkpoint, save_checkpoint
+from util import distributed
+from util.atomic import write_text
+from util.config import TrainConfig
+from util.logger import TrainLogger
+from util.loss import LOSS_OUTPUTS, CascadeLoss, LossWeights
+from util.validate import validate
+
+log = logging.getLogger('train')
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run stops without saving."""
+
+
+def _batches(loader: DataLoader, epoch: int):
+    """Endless iterator over the loader; reshuffles (per rank) every epoch."""
+    while True:
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+@torch.no_grad()
+def _iou_per_output(outputs: dict[str, torch.Tensor], seg: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
+    """Batch IoU of every output (and of the input mask) against the ground truth, thresholds at 0.5/0."""
+    hard = gt > 0.5
+
+    def iou(pred: torch.Tensor) -> float:
+        union = (pred | hard).sum()
+        return float((pred & hard).sum() / union) if union else 1.0
+
+    values = {f'iou/{name}': iou(outputs['pred_' + suffix] > 0.5) for suffix, name in LOSS_OUTPUTS}
+    values['iou/input'] = iou(seg > 0)
+    return values
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    return f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.exp_id}"
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Train as configured. Returns the final checkpoint's path (None for an unnamed NULL run)."""
+    rank, local_rank, world = distributed.init()
+    if cfg.batch_size % world:
+        raise ValueError(f'batch size {cfg.batch_size} is not divisible by the {world} ranks')
+    device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
+    torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
+    main_rank = rank == 0
+
+    model = RefinementModule()
+    if cfg.backbone:
+        load_imagenet_backbone(model, cfg.backbone)
+    if cfg.load:
+        load_weights(model, cfg.load)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.steps, cfg.gamma)
+    start, epoch, run = 0, 0, _run_name(cfg)
+    if cfg.resume:
+        state = read_checkpoint(cfg.resume)
+        load_weights(model, cfg.resume)
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        start, epoch, run = state['iteration'], state['epoch'], state['run']
+        torch.set_rng_state(state['rng'])
+        log.info('resumed %s at iteration %d (lr %.3g)', cfg.resume, start, optimizer.param_groups[0]['lr'])
+    if world > 1:
+        model = DistributedDataParallel(torch.nn.SyncBatchNorm.convert_sync_batchnorm(model),
+                                        device_ids=[local_rank] if device.type == 'cuda' else None)
+    net = model.module if world > 1 else model
+    criterion = CascadeLoss(LossWeights(cfg.ce_weight, cfg.l1_weight, cfg.l2_weight, cfg.grad_weight)).to(device)
+
+    dataset = TrainingSet(training_pairs(cfg.data_root, cfg.sources or None), cfg.crop_size)
+    sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else RandomSampler(dataset)
+    loader = DataLoader(dataset, cfg.batch_size // world, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=len(dataset) >= cfg.batch_size, pin_memory=device.type == 'cuda',
+                        persistent_workers=cfg.workers > 0)
+
+    named = cfg.exp_id.upper() != 'NULL'
+    save_dir = Path(cfg.save_dir) / run if named and main_rank else None
+    logger = TrainLogger(Path(cfg.log_dir) / run if named and main_rank else None)
+    if save_dir:
+        write_text(save_dir / 'config.json', json.dumps(cfg.to_dict(), indent=1) + '\n')
+        log.info('run %s: %d training pairs, %d rank(s), checkpoints in %s', run, len(dataset), world, save_dir)
+
+    def save(name: str, iteration: int) -> Path | None:
+        if not save_dir:
+            return None
+        path = save_dir / name
+        save_checkpoint(path, net, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        iteration=iteration, epoch=epoch, run=run, config=cfg.to_dict(), rng=torch.get_rng_state())
+        log.info('saved %s', path)
+        return path
+
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == 'cuda')
+    batches = _batches(loader, epoch)
+    bar = progressbar.ProgressBar(min_value=start, max_value=cfg.iterations) if main_rank else None
+    tick, seen = time.perf_counter(), 0
+    for it in range(start, cfg.iterations):
+        image, seg, gt = (t.to(device, non_blocking=True) for t in next(batches))
+        with amp:
+            outputs = model(image, seg)
+        terms = criterion(outputs, gt)
+        if distributed.all_reduce_mean((~torch.isfinite(terms['total_loss'])).float()) > 0:
+            raise NonFiniteLoss(f'non-finite loss at iteration {it}; stopping without saving '
+                                f'(last good checkpoint: the latest in {save_dir})')
+        optimizer.zero_grad(set_to_none=True)
+        terms['total_loss'].backward()
+        optimizer.step()
+        scheduler.step()
+        seen += image.shape[0] * world
+
+        if (it + 1) % cfg.log_interval == 0 or it + 1 == cfg.iterations:
+            values = {k: float(distributed.all_reduce_mean(v.detach())) for k, v in terms.items()}  # every rank joins
+            if main_rank:
+                values |= _iou_per_output(outputs, seg, gt)
+                values |= {'lr': scheduler.get_last_lr()[0], 'images_per_s': seen / (time.perf_counter() - tick)}
+                logger.scalars(values, it + 1, 'train/')
+            tick, seen = time.perf_counter(), 0
+        if main_rank and (it + 1) % cfg.image_interval == 0:
+            logger.images(image, seg, gt, outputs, it + 1)
+        if main_rank and (it + 1) % cfg.save_interval == 0 and it + 1 < cfg.iterations:
+            save(f'checkpoint_{it + 1}.pth', it + 1)
+        if cfg.val_dir and (it + 1) % cfg.val_interval == 0:
+            if main_rank:  # the other ranks wait at the barrier: keep the validation folder small
+                logger.scalars({k: v for k, v in validate(net, cfg.val_dir, cfg.val_L, cfg.val_stride,
+                                                          cfg.val_global_only).items()
+                                if isinstance(v, float) and not math.isnan(v)}, it + 1, 'val/')
+                net.train()
+            distributed.barrier()
+        if bar:
+            bar.update(it + 1)
+    bar and bar.finish()
+    final = save('checkpoint_final.pth', cfg.iterations) if main_rank else None
+    logger.close()
+    distributed.cleanup()
+    return final
