@@ -138,7 +138,10 @@ def train(cfg: TrainConfig) -> Path | None:
             values = {k: float(distributed.all_reduce_mean(v.detach())) for k, v in terms.items()}  # every rank joins
             if main_rank:
                 values |= _iou_per_output(outputs, seg, gt)
-                values |= {'lr': scheduler.get_last_lr()[0], 'images_per_s': seen / (time.perf_counter() - tick)}
+                values |= {'lr': scheduler.get_last_lr()[0], 'images_per_s': seen / (time.perf_counter() - tick),
+                           'iterations_per_s': seen / (image.shape[0] * world) / (time.perf_counter() - tick)}
+                if device.type == 'cuda':
+                    values['gpu_peak_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
                 logger.scalars(values, it + 1, 'train/')
             tick, seen = time.perf_counter(), 0
         if main_rank and (it + 1) % cfg.image_interval == 0:
