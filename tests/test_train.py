@@ -123,3 +123,28 @@ def test_loss_falls_when_overfitting_one_batch():
     # Observed on CPU: 4.50 -> 2.57 in 25 steps; BatchNorm on 6x6 stride-8 maps of 2 samples is noisy,
     # so ask for a clear fall rather than convergence.
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_torchrun_two_ranks_on_cpu(tmp_path):
+    """The DistributedDataParallel path (gloo on CPU): both ranks train, rank 0 alone writes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _tiny_data(tmp_path / 'data', n=4)
+    root = Path(__file__).resolve().parents[1]
+    args = _args(tmp_path)
+    args[args.index('-i') + 1] = '2'
+    args[args.index('-b') + 1] = '4'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           str(root / 'train.py'), *args], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / 'saves').iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ['checkpoint_final.pth', 'config.json']
+    assert len(list((tmp_path / 'runs').iterdir())) == 1  # one TensorBoard folder: rank 0's
+    final = read_checkpoint(run / 'checkpoint_final.pth')
+    assert final['iteration'] == 2 and not any(k.startswith('module.') for k in final['model'])
+    assert proc.stderr.count('it 2 train/') == 1  # logged once, by rank 0

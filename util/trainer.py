@@ -79,18 +79,20 @@ def train(cfg: TrainConfig) -> Path | None:
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.steps, cfg.gamma)
-    start, epoch, run = 0, 0, _run_name(cfg)
+    start, run = 0, _run_name(cfg)
     if cfg.resume:
         state = read_checkpoint(cfg.resume)
         load_weights(model, cfg.resume)
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
-        start, epoch, run = state['iteration'], state['epoch'], state['run']
-        torch.set_rng_state(state['rng'])
+        start, run = state['iteration'], state['run']
+        torch.set_rng_state(state['rng'])  # rank 0's state: derive a distinct stream per rank from it
+        torch.manual_seed(int(torch.randint(2**62, ())) + rank)
         log.info('resumed %s at iteration %d (lr %.3g)', cfg.resume, start, optimizer.param_groups[0]['lr'])
     if world > 1:
-        model = DistributedDataParallel(torch.nn.SyncBatchNorm.convert_sync_batchnorm(model),
-                                        device_ids=[local_rank] if device.type == 'cuda' else None)
+        if device.type == 'cuda':  # SyncBatchNorm is CUDA-only; CPU (gloo) runs are for testing the plumbing
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
     net = model.module if world > 1 else model
     criterion = CascadeLoss(LossWeights(cfg.ce_weight, cfg.l1_weight, cfg.l2_weight, cfg.grad_weight)).to(device)
 
@@ -112,12 +114,12 @@ def train(cfg: TrainConfig) -> Path | None:
             return None
         path = save_dir / name
         save_checkpoint(path, net, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        iteration=iteration, epoch=epoch, run=run, config=cfg.to_dict(), rng=torch.get_rng_state())
+                        iteration=iteration, run=run, config=cfg.to_dict(), rng=torch.get_rng_state())
         log.info('saved %s', path)
         return path
 
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == 'cuda')
-    batches = _batches(loader, epoch)
+    batches = _batches(loader, start // len(loader))  # a resumed run starts a fresh shuffle of its epoch
     bar = progressbar.ProgressBar(min_value=start, max_value=cfg.iterations) if main_rank else None
     tick, seen = time.perf_counter(), 0
     for it in range(start, cfg.iterations):
