@@ -22,11 +22,11 @@ from pathlib import Path
 import progressbar
 
 from dataset.sources import SOURCES, Remote, Source
+from util.image_io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
 
 class DownloadError(RuntimeError):

@@ -10,11 +10,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from util.image_io import ImageReadError, image_size
+from util.image_io import ImageReadError, image_size, size_mismatch
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 #: Training sources of the paper, by folder name under the data root, with their layout.
 TRAINING_SOURCES = {'MSRA_10K': 'flat', 'DUTS-TR': 'flat', 'DUTS-TE': 'flat', 'ecssd': 'flat', 'fss': 'classes'}
 
@@ -56,7 +55,7 @@ def check_sizes(pairs: list[Pair]) -> tuple[list[Pair], list[str]]:
             problems.append(str(e))
             continue
         if a != b:
-            problems.append(f'{pair.mask}: size {b[1]}x{b[0]} differs from {pair.image} ({a[1]}x{a[0]})')
+            problems.append(size_mismatch(pair.mask, b, pair.image, a))
         else:
             good.append(pair)
     return good, problems

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from dataset.augment import color_jitter, random_crop, random_flip, random_grayscale
 from dataset.perturb import perturb_mask
 from dataset.readers import Pair
-from util.image_io import read_grey, read_rgb
+from util.image_io import read_grey, read_rgb, size_mismatch
 from util.transforms import normalize_image, normalize_mask
 
 
@@ -47,7 +47,7 @@ class TrainingSet(Dataset):
         image = read_rgb(pair.image)
         gt = read_grey(pair.mask, labels01=True)
         if gt.shape != image.shape[:2]:
-            raise ValueError(f'{pair.mask}: size {gt.shape[::-1]} differs from {pair.image} {image.shape[1::-1]}')
+            raise ValueError(size_mismatch(pair.mask, gt.shape, pair.image, image.shape))
         image, gt = random_crop(image, gt, self.crop_size, rng)
         image, gt = random_flip(image, gt, rng)
         image = random_grayscale(color_jitter(image, rng), rng)

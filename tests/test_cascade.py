@@ -10,7 +10,6 @@ from PIL import Image
 
 import eval as eval_cli
 from models.cascade import CascadeConfig, crop_windows, refine_global_local
-from models.checkpoint import save_checkpoint
 from models.refiner import Refiner, refine_image
 from util.transforms import normalize_image, normalize_mask
 

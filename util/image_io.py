@@ -15,6 +15,16 @@ import numpy as np
 from PIL import Image
 
 
+#: File suffixes read as images.
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+
+
+def size_mismatch(path: str | os.PathLike, shape: tuple[int, ...], ref: str | os.PathLike,
+                  ref_shape: tuple[int, ...]) -> str:
+    """'PATH: size WxH differs from REF (WxH)' for two (height, width, ...) shapes."""
+    return f'{path}: size {shape[1]}x{shape[0]} differs from {ref} ({ref_shape[1]}x{ref_shape[0]})'
+
+
 class ImageReadError(ValueError):
     """A file cannot be read as an image, or is not the kind of image expected."""
 

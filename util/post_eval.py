@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import progressbar
 
 from util.atomic import write_text
-from util.image_io import ImageReadError, read_grey, read_labels
+from util.image_io import ImageReadError, read_grey, read_labels, size_mismatch
 from util.metrics import ImageScore, score_image, summarize
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def _score(args: tuple[Triplet, bool]) -> ImageScore | str:
             gt = read_grey(triplet.gt, labels01=True)
             seg, mask = read_grey(triplet.seg), read_grey(triplet.mask)
         if seg.shape != gt.shape:
-            return f'{triplet.seg}: size {seg.shape[1]}x{seg.shape[0]} differs from {triplet.gt} ({gt.shape[1]}x{gt.shape[0]})'
+            return size_mismatch(triplet.seg, seg.shape, triplet.gt, gt.shape)
         return score_image(triplet.name, gt, seg, mask, multiclass=multiclass)
     except (ImageReadError, ValueError) as e:
         return str(e)

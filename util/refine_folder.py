@@ -20,13 +20,10 @@ import torch.nn as nn
 from models.cascade import CascadeConfig
 from models.refiner import refine_image
 from util.atomic import write_image
-from util.image_io import ImageReadError, read_grey, read_rgb
+from util.image_io import IMAGE_SUFFIXES, ImageReadError, read_grey, read_rgb, size_mismatch
 from util.transforms import normalize_image, normalize_mask, probability_to_uint8
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -76,17 +73,23 @@ def find_samples(folder: str | Path) -> tuple[list[Sample], list[str]]:
     return samples, problems
 
 
-def _refine_one(model: nn.Module, sample: Sample, output: Path, cfg: CascadeConfig,
-                global_only: bool, min_size: int | None) -> int:
+def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(H x W x 3 RGB image, H x W input mask, H x W ground truth or None), all uint8.
+
+    Raises :class:`ImageReadError` or ``ValueError`` (size mismatch) naming the file.
+    """
     image = read_rgb(sample.image)
     seg = read_grey(sample.seg, labels01=True)
     gt = read_grey(sample.gt, labels01=True) if sample.gt else None
-    if seg.shape != image.shape[:2]:
-        raise ValueError(f'{sample.seg}: size {seg.shape[1]}x{seg.shape[0]} differs from '
-                         f'{sample.image} ({image.shape[1]}x{image.shape[0]})')
-    if gt is not None and gt.shape != image.shape[:2]:
-        raise ValueError(f'{sample.gt}: size {gt.shape[1]}x{gt.shape[0]} differs from '
-                         f'{sample.image} ({image.shape[1]}x{image.shape[0]})')
+    for path, mask in ((sample.seg, seg), (sample.gt, gt)):
+        if mask is not None and mask.shape != image.shape[:2]:
+            raise ValueError(size_mismatch(path, mask.shape, sample.image, image.shape))
+    return image, seg, gt
+
+
+def _refine_one(model: nn.Module, sample: Sample, output: Path, cfg: CascadeConfig,
+                global_only: bool, min_size: int | None) -> int:
+    image, seg, gt = load_sample(sample)
     prob, crops = refine_image(model, normalize_image(image), normalize_mask(seg), cfg, global_only, min_size)
     write_image(output / f'{sample.name}_im.png', image)
     write_image(output / f'{sample.name}_seg.png', seg)

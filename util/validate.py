@@ -7,9 +7,8 @@ import torch.nn as nn
 
 from models.cascade import CascadeConfig
 from models.refiner import refine_image
-from util.image_io import read_grey, read_rgb
 from util.metrics import score_image, summarize
-from util.refine_folder import find_samples
+from util.refine_folder import find_samples, load_sample
 from util.transforms import normalize_image, normalize_mask, probability_to_uint8
 
 
@@ -28,7 +27,7 @@ def validate(model: nn.Module, folder: str | Path, L: int = 900, stride: int = 4
     cfg = CascadeConfig(L=L, stride=stride)
     scores = []
     for s in samples:
-        image, seg, gt = read_rgb(s.image), read_grey(s.seg, labels01=True), read_grey(s.gt, labels01=True)
+        image, seg, gt = load_sample(s)
         prob, _ = refine_image(model, normalize_image(image), normalize_mask(seg), cfg, global_only)
         scores.append(score_image(s.name, gt, seg, probability_to_uint8(prob[0, 0])))
     return summarize(scores)
