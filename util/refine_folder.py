@@ -25,6 +25,7 @@ from util.transforms import normalize_image, normalize_mask, probability_to_uint
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Sample:
     name: str

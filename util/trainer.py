@@ -62,15 +62,8 @@ def _run_name(cfg: TrainConfig) -> str:
     return f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.exp_id}"
 
 
-def train(cfg: TrainConfig) -> Path | None:
-    """Train as configured. Returns the final checkpoint's path (None for an unnamed NULL run)."""
-    rank, local_rank, world = distributed.init()
-    if cfg.batch_size % world:
-        raise ValueError(f'batch size {cfg.batch_size} is not divisible by the {world} ranks')
-    device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
-    torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
-    main_rank = rank == 0
-
+def _build_model(cfg: TrainConfig, device: torch.device, rank: int, local_rank: int, world: int):
+    """Model (wrapped in DDP when world > 1), optimizer, scheduler, first iteration and run name."""
     model = RefinementModule()
     if cfg.backbone:
         load_imagenet_backbone(model, cfg.backbone)
@@ -93,21 +86,36 @@ def train(cfg: TrainConfig) -> Path | None:
         if device.type == 'cuda':  # SyncBatchNorm is CUDA-only; CPU (gloo) runs are for testing the plumbing
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
-    net = model.module if world > 1 else model
-    criterion = CascadeLoss(LossWeights(cfg.ce_weight, cfg.l1_weight, cfg.l2_weight, cfg.grad_weight)).to(device)
+    return model, optimizer, scheduler, start, run
 
+
+def _build_loader(cfg: TrainConfig, device: torch.device, rank: int, world: int) -> DataLoader:
     dataset = TrainingSet(training_pairs(cfg.data_root, cfg.sources or None), cfg.crop_size)
     sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else RandomSampler(dataset)
-    loader = DataLoader(dataset, cfg.batch_size // world, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=len(dataset) >= cfg.batch_size, pin_memory=device.type == 'cuda',
-                        persistent_workers=cfg.workers > 0)
+    return DataLoader(dataset, cfg.batch_size // world, sampler=sampler, num_workers=cfg.workers,
+                      drop_last=len(dataset) >= cfg.batch_size, pin_memory=device.type == 'cuda',
+                      persistent_workers=cfg.workers > 0)
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Train as configured. Returns the final checkpoint's path (None for an unnamed NULL run)."""
+    rank, local_rank, world = distributed.init()
+    if cfg.batch_size % world:
+        raise ValueError(f'batch size {cfg.batch_size} is not divisible by the {world} ranks')
+    device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
+    torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
+    main_rank = rank == 0
+    model, optimizer, scheduler, start, run = _build_model(cfg, device, rank, local_rank, world)
+    net = model.module if world > 1 else model
+    criterion = CascadeLoss(LossWeights(cfg.ce_weight, cfg.l1_weight, cfg.l2_weight, cfg.grad_weight)).to(device)
+    loader = _build_loader(cfg, device, rank, world)
 
     named = cfg.exp_id.upper() != 'NULL'
     save_dir = Path(cfg.save_dir) / run if named and main_rank else None
     logger = TrainLogger(Path(cfg.log_dir) / run if named and main_rank else None)
     if save_dir:
         write_text(save_dir / 'config.json', json.dumps(cfg.to_dict(), indent=1) + '\n')
-        log.info('run %s: %d training pairs, %d rank(s), checkpoints in %s', run, len(dataset), world, save_dir)
+        log.info('run %s: %d training pairs, %d rank(s), checkpoints in %s', run, len(loader.dataset), world, save_dir)
 
     def save(name: str, iteration: int) -> Path | None:
         if not save_dir:
