@@ -143,6 +143,13 @@ def download_source(name: str, root: str | Path, mirror: str | None = None, urls
         url = _url(source, remote, mirror, urls or {})
         log.info('%s: fetching %s', name, url)
         path = fetch(url, downloads / remote.filename, progress=progress)
+        with open(path, 'rb') as f:
+            head = f.read(512).lstrip().lower()
+        if head.startswith((b'<!doctype html', b'<html')):  # e.g. a Google Drive confirmation page
+            bad = path.with_name(path.name + '.html')
+            path.rename(bad)
+            raise DownloadError(f'{url}: the server returned an HTML page, not {remote.filename} '
+                                f'(saved as {bad}); use a direct download link')
         expected = remote.sha256 or sums.get(remote.filename)
         if expected and sha256sum(path) != expected:
             bad = path.with_name(path.name + '.corrupt')

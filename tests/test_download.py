@@ -131,3 +131,8 @@ def test_checksum_mismatch_and_missing_url(server, tmp_path, caplog):
     assert download_dataset.main(['--what', 'BIG', '--root', str(root), '--url', f'BIG={server.url}/BIG.zip']) == 0
     assert download_dataset.main(['--what', 'model', '--root', str(root), '--url', 'model=http://127.0.0.1:9/model']) == 1
     assert 'http://127.0.0.1:9/model' in caplog.text
+    # A link that answers with a web page (Google Drive's virus-scan warning, a login page) is refused.
+    server.files['model'] = b'<!DOCTYPE html><html><body>Google Drive can\'t scan this file</body></html>'
+    caplog.clear()
+    assert download_dataset.main(['--what', 'model', '--root', str(root), '--mirror', server.url]) == 1
+    assert 'returned an HTML page' in caplog.text and not (root / 'model').exists()
