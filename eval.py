@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     report = refine_folder(model, args.dir, args.output, cfg, args.global_only, args.min_size,
                            overwrite=args.overwrite, clear_cache=args.clear)
     log.info('%s', report.summary())
-    for failure in report.failures:
-        log.error('failed: %s', failure)
+    if report.failures:
+        log.error('%d input(s) failed; each is reported above by file name', len(report.failures))
     return 1 if report.failures else 0
 
 

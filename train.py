@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from models.checkpoint import CheckpointError
 from util.config import parse_args
 from util.trainer import NonFiniteLoss, train
 
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLoss as e:
         logging.getLogger('train').error('%s', e)
         return 1
+    except (FileNotFoundError, CheckpointError, ValueError) as e:  # bad data root, weights file, batch size
+        logging.getLogger('train').error('%s', e)
+        return 2
     return 0
 
 

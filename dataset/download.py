@@ -22,6 +22,7 @@ from pathlib import Path
 import progressbar
 
 from dataset.sources import SOURCES, Remote, Source
+from util.atomic import atomic_path
 from util.image_io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,8 @@ def download_source(name: str, root: str | Path, mirror: str | None = None, urls
             raise DownloadError(f'{url}: checksum mismatch (expected {expected}); moved to {bad}, run again')
         files.append(path)
     if source.layout == 'file':
-        shutil.copyfile(files[0], final.with_name(final.name + '.tmp'))
-        os.replace(final.with_name(final.name + '.tmp'), final)
+        with atomic_path(final) as tmp:
+            shutil.copyfile(files[0], tmp)
     else:
         with tempfile.TemporaryDirectory(prefix=f'.{name}.', dir=root) as tmp:
             extracted = Path(tmp) / 'extracted'

@@ -64,9 +64,12 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
                               + fmt('mis-shaped keys', misshaped))
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a released or project checkpoint into ``model`` strictly; returns ``model``."""
-    state = extract_state_dict(read_checkpoint(path))
+def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any] | None = None) -> nn.Module:
+    """Load a released or project checkpoint into ``model`` strictly; returns ``model``.
+
+    ``data``: the file's content when the caller has already read it (see :func:`read_checkpoint`).
+    """
+    state = extract_state_dict(read_checkpoint(path) if data is None else data)
     check_state_dict(model, state, str(path))
     model.load_state_dict(state, strict=True)
     log.info('loaded weights from %s', path)

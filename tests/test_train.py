@@ -85,6 +85,15 @@ def test_train_checkpoint_eval_and_resume(tmp_path, caplog):
     assert resumed['iteration'] == 4 and resumed['optimizer']['param_groups'][0]['lr'] == pytest.approx(2.25e-6)
 
 
+def test_bad_data_root_and_weights_are_reported(tmp_path, caplog):
+    assert train_cli.main(['x', '--device', 'cpu', '--data_root', str(tmp_path / 'none')]) == 2
+    assert f"{tmp_path / 'none'}: no training pairs" in caplog.text
+    _tiny_data(tmp_path / 'data')
+    (tmp_path / 'w.pth').write_bytes(b'junk')
+    assert train_cli.main(_args(tmp_path, '--load', str(tmp_path / 'w.pth'))) == 2
+    assert 'w.pth: not a readable PyTorch checkpoint' in caplog.text
+
+
 def test_non_finite_loss_stops_without_saving(tmp_path, monkeypatch, caplog):
     _tiny_data(tmp_path / 'data')
     real = CascadeLoss.forward

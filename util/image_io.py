@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 
 
+#: PIL modes of grey images with more than 8 bits per pixel.
+_WIDE_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 #: File suffixes read as images.
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
@@ -52,7 +54,7 @@ def _wide_to_uint8(image: Image.Image) -> np.ndarray:
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image as H x W x 3 uint8 RGB."""
     image = _open(path)
-    if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
+    if image.mode in _WIDE_MODES:
         return np.repeat(_wide_to_uint8(image)[:, :, None], 3, axis=2)
     return np.asarray(image.convert('RGB'))
 
@@ -65,7 +67,7 @@ def read_grey(path: str | os.PathLike, labels01: bool = False) -> np.ndarray:
     near-zero probability map would be misread as foreground.
     """
     image = _open(path)
-    if image.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):
+    if image.mode in _WIDE_MODES:
         grey = _wide_to_uint8(image)
     else:
         grey = np.asarray(image.convert('L'))
@@ -86,6 +88,6 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read a label map (grey or palette PNG) as its raw H x W indices, without colour conversion."""
     image = _open(path)
-    if image.mode not in ('L', 'P', 'I', 'I;16', 'I;16B', 'I;16L'):
+    if image.mode not in ('L', 'P') + _WIDE_MODES[:-1]:  # float maps are no labels
         raise ImageReadError(f'{path}: a label map must be a grey or palette image, got mode {image.mode}')
     return np.asarray(image)

@@ -75,7 +75,7 @@ def _build_model(cfg: TrainConfig, device: torch.device, rank: int, local_rank: 
     start, run = 0, _run_name(cfg)
     if cfg.resume:
         state = read_checkpoint(cfg.resume)
-        load_weights(model, cfg.resume)
+        load_weights(model, cfg.resume, state)
         optimizer.load_state_dict(state['optimizer'])
         scheduler.load_state_dict(state['scheduler'])
         start, run = state['iteration'], state['run']

@@ -14,6 +14,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _mean_std(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def as_tensor(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+    return as_tensor(IMAGENET_MEAN), as_tensor(IMAGENET_STD)
+
+
 def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     """H x W x 3 uint8 RGB array (or B x 3 x H x W float tensor in [0, 1]) -> normalised tensor.
 
@@ -21,15 +27,13 @@ def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     """
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(image)
     return (image - mean) / std
 
 
 def denormalize_image(image: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`normalize_image`: B x 3 x H x W normalised -> RGB in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(image)
     return image * std + mean
 
 
