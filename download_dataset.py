@@ -4,8 +4,10 @@
                                [--mirror URL] [--url NAME=URL ...] [--keep_archives]
 
 Layout written under --root: MSRA_10K/, DUTS-TR/, DUTS-TE/, ecssd/ (X.jpg + X.png), fss/CLASS/ (N.jpg +
-N.png), BIG/ and PASCAL/ (NAME_im/_seg/_gt), model (released weights). Finished parts are skipped;
-interrupted transfers continue where they stopped. See dataset/sources.py for the URLs.
+N.png), BIG/ and PASCAL/ (NAME_im/_seg/_gt), model and model_paper (released weights). Finished parts are
+skipped; interrupted transfers continue where they stopped; Google Drive backups are tried when a link
+fails. --folders prints the coarse-mask inputs that are published as Drive folders (fetched by hand).
+See dataset/sources.py for the links.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import logging
 import sys
 
 from dataset.download import DownloadError, download_source
-from dataset.sources import EVALUATION, SOURCES, TRAINING
+from dataset.sources import DATASET_DOC, DRIVE_FOLDERS, EVALUATION, SOURCES, TRAINING
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--url', action='append', default=[], metavar='NAME=URL',
                         help='URL of a source (NAME/FILENAME=URL for sources of several files)')
     parser.add_argument('--keep_archives', action='store_true')
+    parser.add_argument('--folders', action='store_true',
+                        help='print where the coarse masks published as Google Drive folders are, and their layout')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     log = logging.getLogger('download')
+    if args.folders:
+        print(f'Published as Google Drive folders (linked from {DATASET_DOC}); a folder cannot be fetched '
+              'without Google\'s API: download it in a browser and arrange it as shown.')
+        for folder in DRIVE_FOLDERS:
+            print(f'- {folder.name}\n    layout: {folder.layout}')
+        return 0
 
     groups = {'training': TRAINING, 'evaluation': EVALUATION, 'all': tuple(SOURCES)}
     names = [n for w in args.what for n in groups.get(w, (w,))]

@@ -5,6 +5,12 @@
 Reads NAME_gt.png, NAME_seg.png and {mask_prefix}NAME_mask.png; writes results_post.txt (the authors'
 wording) and results_post.json (the same numbers and a per-image table). With a prefix the files are
 named {prefix}results_post.*, so several scales of one run can be scored into one folder.
+
+    python eval_post.py --ade --mask_dir MASKS --seg_dir SEG --gt_dir GT --split_dir SPLIT --output OUT
+                        [--visualize]                                   # scene parsing, step 4
+
+--ade fuses the refined components into label maps and scores them as the authors' eval_post_ade.py
+(pixel accuracy, per-class IoU, mIoU over the 150 classes, multi-class mBA).
 """
 from __future__ import annotations
 
@@ -12,20 +18,41 @@ import argparse
 import logging
 import sys
 
+from evaluation.scene_folders import fuse_and_score_folder
+from util.image_io import ImageReadError
 from util.post_eval import evaluate_folder, format_results, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dir', required=True, help='folder with NAME_gt/_seg/_mask.png')
+    parser.add_argument('--dir', help='folder with NAME_gt/_seg/_mask.png')
     parser.add_argument('--output', help='where to write results_post.* (default: --dir)')
     parser.add_argument('--mask_prefix', default='', help="prefix of the refined masks, e.g. '0.125_'")
     parser.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     parser.add_argument('--multiclass', action='store_true',
                         help='label maps (scene parsing): union of per-class bands, label 0 is void')
+    parser.add_argument('--ade', action='store_true', help='scene parsing: fuse components and score label maps')
+    for name in ('mask_dir', 'seg_dir', 'gt_dir', 'split_dir'):
+        parser.add_argument(f'--{name}', help='with --ade')
+    parser.add_argument('--visualize', action='store_true', help='with --ade: write colour-coded NAME_labels.png')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     log = logging.getLogger('eval_post')
+    if args.ade:
+        missing = [f'--{n}' for n in ('mask_dir', 'seg_dir', 'gt_dir', 'split_dir', 'output') if not getattr(args, n)]
+        if missing:
+            parser.error(f'--ade needs {", ".join(missing)}')
+        try:
+            _, printed = fuse_and_score_folder(args.mask_dir, args.seg_dir, args.gt_dir, args.split_dir,
+                                               args.output, args.visualize)
+        except (ImageReadError, ValueError, OSError) as e:
+            log.error('%s', e)
+            return 1
+        sys.stdout.write(printed)
+        log.info('wrote %s/results_post.txt and results_post.json', args.output)
+        return 0
+    if not args.dir:
+        parser.error('--dir is required (or --ade with its folders)')
 
     summary, scores, problems = evaluate_folder(args.dir, args.mask_prefix, args.workers, args.multiclass)
     if problems:

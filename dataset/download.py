@@ -4,10 +4,17 @@ For each source: every remote file is fetched to ``ROOT/.downloads/FILE`` (a ``.
 interrupted transfer leaves behind is continued with an HTTP Range request), its checksum verified when
 known, extracted into a temporary folder, arranged into the project's layout there, and only then
 renamed to ``ROOT/NAME``. A source whose folder exists is finished and is not fetched again.
+
+A remote's candidates are tried in order: a candidate that answers with an HTTP error or cannot be
+reached hands over to the next (Google Drive backups). Google Drive serves large files behind an HTML
+page ("can't scan this file for viruses") holding a form whose hidden fields (``id``, ``export``,
+``confirm``, ``uuid``) must be sent to the form's action URL; :func:`fetch` follows that form. Any other
+HTML answer is refused with its URL.
 """
 from __future__ import annotations
 
 import hashlib
+import html.parser
 import http.client
 import logging
 import os
@@ -15,13 +22,14 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import progressbar
 
-from dataset.sources import SOURCES, Remote, Source
+from dataset.sources import SOURCES, Candidate, Remote, Source
 from util.atomic import atomic_path
 from util.image_io import IMAGE_SUFFIXES
 
@@ -34,23 +42,93 @@ class DownloadError(RuntimeError):
     """A file could not be fetched or verified; the message names the URL and the reason."""
 
 
-def sha256sum(path: Path) -> str:
-    h = hashlib.sha256()
+class Unavailable(DownloadError):
+    """The server answered with an error or could not be reached before any data came: try a backup."""
+
+
+def file_digest(path: Path, algorithm: str = 'sha256') -> str:
+    h = hashlib.new(algorithm)
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(_CHUNK), b''):
             h.update(chunk)
     return h.hexdigest()
 
 
+class _FormParser(html.parser.HTMLParser):
+    """Collects the first form's action and its hidden input fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self._in_form = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or '' for k, v in attrs}
+        if tag == 'form' and self.action is None:
+            self.action, self._in_form = a.get('action', ''), True
+        elif tag == 'input' and self._in_form and a.get('type', '').lower() == 'hidden' and a.get('name'):
+            self.fields[a['name']] = a.get('value', '')
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == 'form':
+            self._in_form = False
+
+
+def drive_confirmation_url(page: str, page_url: str) -> str | None:
+    """The download URL behind a Google Drive virus-scan warning page, or None if ``page`` is not one.
+
+    The page holds ``<form action=...>`` with hidden ``id``, ``export``, ``confirm`` (and ``uuid``) fields;
+    submitting it (a GET) returns the file.
+    """
+    parser = _FormParser()
+    parser.feed(page)
+    if parser.action is None or 'id' not in parser.fields or 'confirm' not in parser.fields:
+        return None
+    action = urllib.parse.urljoin(page_url, parser.action)
+    return action + ('&' if '?' in action else '?') + urllib.parse.urlencode(parser.fields)
+
+
+def _html_error(url: str, what: str) -> DownloadError:
+    return DownloadError(f'{url}: the server returned an HTML page, not {what} (a login, quota or error page); '
+                         'use a direct download link')
+
+
+def _open(url: str, have: int, timeout: float, what: str):
+    """Open ``url`` (with a Range from ``have``), following one Google Drive confirmation form."""
+    for _ in range(2):
+        request = urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {})
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            raise Unavailable(f'{url}: HTTP {e.code} {e.reason}') from e
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            raise Unavailable(f'{url}: {getattr(e, "reason", None) or repr(e)}') from e
+        if 'text/html' not in response.headers.get('Content-Type', ''):
+            return response, url
+        with response:
+            page = response.read(1 << 21).decode('utf-8', 'replace')
+        confirm = drive_confirmation_url(page, url)
+        if confirm is None:
+            raise _html_error(url, what)
+        log.info('%s: following the Google Drive download confirmation', url)
+        url = confirm
+    raise _html_error(url, what)
+
+
 def fetch(url: str, dest: Path, timeout: float = 60, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest``, continuing ``dest.part`` if an earlier transfer was cut."""
+    """Download ``url`` to ``dest``, continuing ``dest.part`` if an earlier transfer was cut.
+
+    Raises :class:`Unavailable` when the server cannot be reached or answers with an HTTP error (nothing
+    was received: a backup may be tried), :class:`DownloadError` for a cut transfer or an HTML page.
+    """
     if dest.is_file():
         return dest
     part = dest.with_name(dest.name + '.part')
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {})
+    response, url = _open(url, have, timeout, dest.name)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with response:
             if have and response.status != 206:  # the server ignored the range: start again
                 have = 0
             total = response.headers.get('Content-Length')
@@ -118,14 +196,54 @@ def _arrange(source: Source, extracted: Path, final: Path) -> None:
             shutil.move(str(p), final / p.name)
 
 
-def _url(source: Source, remote: Remote, mirror: str | None, urls: dict[str, str]) -> str:
+def _candidates(source: Source, remote: Remote, mirror: str | None, urls: dict[str, str]) -> list[Candidate]:
+    """Where to fetch ``remote`` from, in order: a ``--url`` override (not verified: the user chose the
+    file), a mirror (the same files, so the published checksums apply), else the built-in candidates."""
+    override = urls.get(source.name) if len(source.remotes) == 1 else urls.get(f'{source.name}/{remote.filename}')
+    if override:
+        return [Candidate(url=override)]
     if mirror:
-        return mirror.rstrip('/') + '/' + remote.filename
-    url = urls.get(source.name) if len(source.remotes) == 1 else urls.get(f'{source.name}/{remote.filename}')
-    url = url or remote.url
-    if not url:
-        raise DownloadError(f'{source.name}: no download URL known. {source.note}')
-    return url
+        known = remote.candidates[0] if remote.candidates else Candidate()
+        return [Candidate(url=mirror.rstrip('/') + '/' + remote.filename, md5=known.md5, sha256=known.sha256)]
+    if not remote.candidates:
+        raise DownloadError(f'{source.name}: no download URL known. {source.note}: give --url {source.name}=URL')
+    return list(remote.candidates)
+
+
+def _verify(path: Path, url: str, candidate: Candidate, mirror_sha256: str | None) -> None:
+    """Check the published MD5 / SHA-256; a mismatch deletes the file and names URL and both digests."""
+    checks = [('MD5', 'md5', candidate.md5), ('SHA-256', 'sha256', candidate.sha256 or mirror_sha256)]
+    for label, algorithm, expected in checks:
+        if expected and (got := file_digest(path, algorithm)) != expected.lower():
+            path.unlink()
+            raise DownloadError(f'{url}: {label} mismatch: expected {expected}, received {got}; '
+                                f'the file was deleted (run again to fetch it anew)')
+    if not (candidate.md5 or candidate.sha256 or mirror_sha256):
+        log.warning('%s: no checksum is published for this file; it was not verified', url)
+
+
+def fetch_remote(source: Source, remote: Remote, folder: Path, mirror: str | None = None,
+                 urls: dict[str, str] | None = None, progress: bool = True) -> Path:
+    """Fetch and verify ``remote`` into ``folder/remote.filename``, failing over to backup candidates."""
+    sums = _mirror_sums(mirror) if mirror else {}
+    failures = []
+    for candidate in _candidates(source, remote, mirror, urls or {}):
+        url = candidate.resolve()
+        log.info('%s: fetching %s', source.name, url)
+        try:
+            path = fetch(url, folder / remote.filename, progress=progress)
+        except Unavailable as e:
+            failures.append(str(e))
+            log.warning('%s (trying the next source if there is one)', e)
+            continue
+        with open(path, 'rb') as f:
+            head = f.read(512).lstrip().lower()
+        if head.startswith((b'<!doctype html', b'<html')):  # an HTML page sent without a text/html type
+            path.unlink()
+            raise _html_error(url, remote.filename)
+        _verify(path, url, candidate, sums.get(remote.filename))
+        return path
+    raise Unavailable(f'{source.name}: {remote.filename} could not be fetched from any source: ' + '; '.join(failures))
 
 
 def download_source(name: str, root: str | Path, mirror: str | None = None, urls: dict[str, str] | None = None,
@@ -138,28 +256,14 @@ def download_source(name: str, root: str | Path, mirror: str | None = None, urls
         return final
     downloads = root / '.downloads'
     downloads.mkdir(parents=True, exist_ok=True)
-    sums = _mirror_sums(mirror) if mirror else {}
-    files = []
-    for remote in source.remotes:
-        url = _url(source, remote, mirror, urls or {})
-        log.info('%s: fetching %s', name, url)
-        path = fetch(url, downloads / remote.filename, progress=progress)
-        with open(path, 'rb') as f:
-            head = f.read(512).lstrip().lower()
-        if head.startswith((b'<!doctype html', b'<html')):  # e.g. a Google Drive confirmation page
-            bad = path.with_name(path.name + '.html')
-            path.rename(bad)
-            raise DownloadError(f'{url}: the server returned an HTML page, not {remote.filename} '
-                                f'(saved as {bad}); use a direct download link')
-        expected = remote.sha256 or sums.get(remote.filename)
-        if expected and sha256sum(path) != expected:
-            bad = path.with_name(path.name + '.corrupt')
-            path.rename(bad)
-            raise DownloadError(f'{url}: checksum mismatch (expected {expected}); moved to {bad}, run again')
-        files.append(path)
+    files = [fetch_remote(source, remote, downloads, mirror, urls, progress) for remote in source.remotes]
     if source.layout == 'file':
-        with atomic_path(final) as tmp:
-            shutil.copyfile(files[0], tmp)
+        if keep_archives:
+            with atomic_path(final) as tmp:
+                shutil.copyfile(files[0], tmp)
+        else:
+            os.replace(files[0], final)  # same folder tree: an atomic rename, no 259 MB copy
+            files = []
     else:
         with tempfile.TemporaryDirectory(prefix=f'.{name}.', dir=root) as tmp:
             extracted = Path(tmp) / 'extracted'

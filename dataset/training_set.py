@@ -1,4 +1,4 @@
-"""The merged saliency training set: random 224 x 224 crops with perturbed ground truth as input."""
+"""The merged saliency training set: random square crops with a degraded ground truth as input."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dataset.augment import color_jitter, random_crop, random_flip, random_grayscale
-from dataset.perturb import perturb_mask
+from dataset.degrade import degrade_recipe
 from dataset.readers import Pair
 from util.image_io import read_grey, read_rgb, size_mismatch
 from util.transforms import normalize_image, normalize_mask
@@ -18,16 +18,20 @@ class TrainingSet(Dataset):
     """Items are (image 3 x S x S normalised RGB, input mask 1 x S x S in [-1, 1],
     ground truth 1 x S x S soft in [0, 1]); S = ``crop_size``.
 
+    ``degradation`` names a recipe of :data:`dataset.degrade.RECIPES` (``perturb``: the authors').
+
     Randomness: one ``numpy.random.Generator`` per process, seeded from ``torch.initial_seed()``,
     which PyTorch makes distinct for every data-loader worker, epoch and (with a per-rank seed) rank.
     """
 
-    def __init__(self, pairs: list[Pair], crop_size: int = 224, iou_range: tuple[float, float] = (0.8, 1.0)) -> None:
+    def __init__(self, pairs: list[Pair], crop_size: int = 224, iou_range: tuple[float, float] = (0.8, 1.0),
+                 degradation: str = 'perturb') -> None:
         if not pairs:
             raise ValueError('no training pairs')
         self.pairs = pairs
         self.crop_size = crop_size
         self.iou_range = iou_range
+        self.degradation = degradation
         self._rng: np.random.Generator | None = None
         self._rng_key: tuple[int, int] | None = None
 
@@ -51,6 +55,6 @@ class TrainingSet(Dataset):
         image, gt = random_crop(image, gt, self.crop_size, rng)
         image, gt = random_flip(image, gt, rng)
         image = random_grayscale(color_jitter(image, rng), rng)
-        seg = perturb_mask(gt, rng.uniform(*self.iou_range), rng)
+        seg = degrade_recipe(gt, self.degradation, rng, self.iou_range)
         return (normalize_image(image)[0], normalize_mask(seg)[0],
                 torch.from_numpy(np.array(gt, np.float32, copy=True))[None] / 255)

@@ -1,9 +1,10 @@
 """Global and Local cascade refinement (paper §3.2): the one implementation behind eval.py and Refiner.
 
-Tensors follow :mod:`util.transforms`: image 1 x 3 x H x W normalised RGB, mask 1 x 1 x H x W in
-[-1, 1], results 1 x 1 x H x W probabilities in [0, 1]. Full-resolution tensors stay on the device
-they come in on (the *aggregation* device, normally the CPU); only L x L inputs go to the model's
-device, so accelerator memory depends on L and the crop batch, not on the image size.
+Tensors follow :mod:`util.transforms`: image B x 3 x H x W normalised RGB, mask B x 1 x H x W in
+[-1, 1], results B x 1 x H x W probabilities in [0, 1]. B is 1 for an image; B > 1 refines several
+same-sized images (object windows) together, each exactly as it would be alone. Full-resolution tensors
+stay on the device they come in on (the *aggregation* device, normally the CPU); only L x L inputs go to
+the model's device, so accelerator memory depends on L and the crop batch, not on the image size.
 """
 from __future__ import annotations
 
@@ -117,11 +118,12 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     """Refine L x L crops at full resolution with levels 2-3 and fuse them.
 
     Args:
-        image: 1 x 3 x H x W full-resolution image.
-        pred_224, pred_56: global-step stride-1 and stride-4 probabilities at any resolution.
+        image: B x 3 x H x W full-resolution images (B > 1: several images of one size, e.g. object windows;
+            their crops share the forward passes, ``cfg.batch`` at a time).
+        pred_224, pred_56: global-step stride-1 and stride-4 probabilities (B x 1 x h x w, any h x w).
 
     Returns:
-        (1 x 1 x H x W probabilities: the average of the trimmed crop predictions, and the binarised
+        (B x 1 x H x W probabilities: the average of the trimmed crop predictions, and the binarised
         global result where no crop reached; the number of crops run).
     """
     h, w = image.shape[-2:]
@@ -132,34 +134,35 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     fused = torch.zeros_like(seg)
     weight = torch.zeros_like(seg)
 
-    todo = [win for win in crop_windows(h, w, cfg.L, cfg.stride, cfg.margin)
-            if cfg.min_foreground <= _foreground(seg, win) <= cfg.max_foreground]  # others: nothing to refine
+    # (image index, window); crops with too little or too much foreground have nothing to refine.
+    todo = [(b, win) for b in range(image.shape[0]) for win in crop_windows(h, w, cfg.L, cfg.stride, cfg.margin)
+            if cfg.min_foreground <= _foreground(seg[b:b + 1], win) <= cfg.max_foreground]
 
-    def crops(t: torch.Tensor, wins: list[Window]) -> torch.Tensor:
-        return torch.cat([t[:, :, a:b, c:d] for a, b, c, d in (w_.crop for w_ in wins)]).to(dev)
+    def crops(t: torch.Tensor, items: list[tuple[int, Window]]) -> torch.Tensor:
+        return torch.cat([t[b:b + 1, :, a:c, d:e] for b, (a, c, d, e) in ((b, w_.crop) for b, w_ in items)]).to(dev)
 
     for i in range(0, len(todo), cfg.batch):
-        wins = todo[i:i + cfg.batch]
-        pred = safe_forward(model, crops(image, wins), crops(seg, wins), crops(soft, wins),
+        items = todo[i:i + cfg.batch]
+        pred = safe_forward(model, crops(image, items), crops(seg, items), crops(soft, items),
                             keys=('pred_224',))['pred_224'].to(fused.device)
-        for j, win in enumerate(wins):
+        for j, (b, win) in enumerate(items):
             ky0, ky1, kx0, kx1 = win.keep
             oy, ox = win.offset
-            fused[:, :, ky0:ky1, kx0:kx1] += pred[j:j + 1, :, oy:oy + ky1 - ky0, ox:ox + kx1 - kx0]
-            weight[:, :, ky0:ky1, kx0:kx1] += 1
+            fused[b:b + 1, :, ky0:ky1, kx0:kx1] += pred[j:j + 1, :, oy:oy + ky1 - ky0, ox:ox + kx1 - kx0]
+            weight[b:b + 1, :, ky0:ky1, kx0:kx1] += 1
     return torch.where(weight == 0, seg / 2 + 0.5, fused / weight.clamp(min=1)), len(todo)
 
 
 def refine_global_local(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
                         cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
-    """Global step then Local step. Returns (1 x 1 x H x W probabilities, number of crops run)."""
+    """Global step then Local step. Returns (B x 1 x H x W probabilities, number of crops run)."""
     pred_224, pred_56 = global_step(model, image, mask, cfg.L)
     return local_step(model, image, pred_224, pred_56, cfg)
 
 
 def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int = 900,
                        min_size: int | None = None) -> torch.Tensor:
-    """Global step only (the fast mode). Returns 1 x 1 x H x W probabilities.
+    """Global step only (the fast mode). Returns B x 1 x H x W probabilities.
 
     Images whose long side is under ``min_size`` (default L) are upscaled to it first (bicubic image,
     bilinear mask) and the output is area-downscaled back; others go through :func:`global_step` and

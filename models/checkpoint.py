@@ -2,10 +2,12 @@
 
 Accepted files (all loaded with ``torch.load(weights_only=True)``):
   * the authors' released ``model``: a bare state dict saved from ``nn.DataParallel`` (keys start
-    with ``module.``);
+    with ``module.``); a bare state dict is always the ``cascadepsp`` architecture;
   * a bare state dict without the prefix;
-  * this project's training checkpoints: a dict with a ``'model'`` entry (see ``train.py``).
-Loading is strict: a file that does not describe exactly this architecture raises
+  * this project's checkpoints: a dict with ``'model'`` (the state dict, float32 or float16), ``'arch'``
+    (a name of :mod:`models.registry`) and ``'hparams'`` (its keyword arguments), so
+    :func:`load_model` rebuilds the right model from the file alone.
+Loading is strict: a file that does not describe exactly the architecture raises
 :class:`CheckpointError` naming the file and the missing, unexpected and mis-shaped keys.
 """
 from __future__ import annotations
@@ -47,6 +49,13 @@ def extract_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
 
 
+def checkpoint_arch(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(architecture name, hyper-parameters) recorded in a checkpoint; a bare state dict is ``cascadepsp``."""
+    if isinstance(data.get('model'), dict) and 'arch' in data:
+        return str(data['arch']), dict(data.get('hparams') or {})
+    return 'cascadepsp', {}
+
+
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Raise :class:`CheckpointError` unless ``state`` has exactly ``model``'s keys and shapes."""
     expected = model.state_dict()
@@ -59,7 +68,7 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
         def fmt(name: str, items: list[str]) -> str:
             shown = ', '.join(items[:10]) + (f', ... ({len(items)} in all)' if len(items) > 10 else '')
             return f'\n  {name} ({len(items)}): {shown}' if items else ''
-        raise CheckpointError(f'{source}: does not match the refinement module'
+        raise CheckpointError(f'{source}: does not match the {getattr(model, "arch", "") or "refinement"} module'
                               + fmt('missing keys', missing) + fmt('unexpected keys', unexpected)
                               + fmt('mis-shaped keys', misshaped))
 
@@ -69,18 +78,43 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
 
     ``data``: the file's content when the caller has already read it (see :func:`read_checkpoint`).
     """
-    state = extract_state_dict(read_checkpoint(path) if data is None else data)
+    data = read_checkpoint(path) if data is None else data
+    arch, _ = checkpoint_arch(data)
+    if getattr(model, 'arch', arch) != arch:
+        raise CheckpointError(f'{path}: holds a {arch!r} model, not {model.arch!r}')
+    state = extract_state_dict(data)
     check_state_dict(model, state, str(path))
-    model.load_state_dict(state, strict=True)
+    reference = model.state_dict()  # fp16 exports load into the model's own dtype
+    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=True)
     log.info('loaded weights from %s', path)
     return model
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> None:
-    """Atomically save ``{'model': unwrapped state dict, **extra}`` to ``path``."""
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Build the architecture recorded in ``path`` (see the module docstring) and load its weights."""
+    from models.registry import build_model  # the registry imports every architecture
+    data = read_checkpoint(path)
+    arch, hparams = checkpoint_arch(data)
+    try:
+        model = build_model(arch, **hparams)
+    except ValueError as e:
+        raise CheckpointError(f'{path}: {e}') from e
+    return load_weights(model, path, data)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, half: bool = False, **extra: Any) -> None:
+    """Atomically save ``{'model': state dict, 'arch': name, 'hparams': ..., **extra}`` to ``path``.
+
+    ``half``: store floating-point tensors as float16 (a shipped model; :func:`load_weights` restores
+    the model's dtype).
+    """
     module = model.module if hasattr(model, 'module') else model  # unwrap DDP/DataParallel
+    state = module.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(path) as tmp:
-        torch.save({'model': module.state_dict(), **extra}, tmp)
+        torch.save({'model': state, 'arch': getattr(module, 'arch', 'cascadepsp'),
+                    'hparams': dict(getattr(module, 'hparams', {})), **extra}, tmp)
 
 
 def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -90,6 +124,9 @@ def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike) -> nn.Modu
     3 input channels; the 3 mask channels are zero-initialised, as the authors did, so training starts
     from the ImageNet features of the RGB input. The classifier (``fc.*``) is dropped.
     """
+    if getattr(model, 'arch', 'cascadepsp') != 'cascadepsp':
+        raise CheckpointError(f'{path}: an ImageNet ResNet-50 initialises the cascadepsp encoder only, '
+                              f'not {model.arch!r}')
     state = extract_state_dict(read_checkpoint(path))
     state = {k: v for k, v in state.items() if not k.startswith('fc.')}
     stem = state.get('conv1.weight')

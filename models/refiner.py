@@ -8,8 +8,7 @@ import torch
 import torch.nn as nn
 
 from models.cascade import CascadeConfig, refine_global_local, refine_global_only
-from models.checkpoint import load_weights
-from models.refinement import RefinementModule
+from models.hub import load_pretrained
 from util.transforms import normalize_image, normalize_mask, probability_to_uint8
 
 
@@ -20,23 +19,30 @@ def refine_image(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, cfg:
 
     Args:
         model: refinement module in eval mode, on any device.
-        image: 1 x 3 x H x W normalised RGB (see :mod:`util.transforms`), on the aggregation device.
-        mask: 1 x 1 x H x W coarse mask in [-1, 1], same device.
+        image: B x 3 x H x W normalised RGB (see :mod:`util.transforms`), on the aggregation device; B > 1
+            refines same-sized images together (each as it would be alone).
+        mask: B x 1 x H x W coarse masks in [-1, 1], same device.
         cfg: L, stride, crop batch, ...
         global_only: run the Global step only (images under ``min_size`` are upscaled first).
         min_size: long-side minimum for ``global_only`` (default ``cfg.L``; 224 for ADE20K-style objects).
 
     Returns:
-        (1 x 1 x H x W probabilities in [0, 1], number of local crops run). An essentially empty input
+        (B x 1 x H x W probabilities in [0, 1], number of local crops run). An essentially empty input
         mask (less than one full foreground pixel) gives an all-zero output, as in the authors' eval.py.
     """
-    if image.shape[-2:] != mask.shape[-2:]:
-        raise ValueError(f'image {tuple(image.shape[-2:])} and mask {tuple(mask.shape[-2:])} differ in size')
-    if (mask + 1).sum() < 2:
+    if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
+        raise ValueError(f'image {tuple(image.shape)} and mask {tuple(mask.shape)} differ in size')
+    empty = (mask + 1).flatten(1).sum(1) < 2
+    if bool(empty.all()):
         return torch.zeros_like(mask), 0
+    keep = (~empty).nonzero()[:, 0]
     if global_only:
-        return refine_global_only(model, image, mask, cfg.L, min_size), 0
-    return refine_global_local(model, image, mask, cfg)
+        prob, crops = refine_global_only(model, image[keep], mask[keep], cfg.L, min_size), 0
+    else:
+        prob, crops = refine_global_local(model, image[keep], mask[keep], cfg)
+    out = torch.zeros_like(mask)
+    out[keep] = prob
+    return out, crops
 
 
 class Refiner:
@@ -44,18 +50,20 @@ class Refiner:
 
     Example::
 
-        refiner = Refiner('model', device='cuda')
-        output = refiner.refine(image_rgb, coarse_mask)   # H x W uint8
+        refiner = Refiner()                                # the bundled 'lite' model, CPU
+        refiner = Refiner('cascadepsp', device='cuda')     # the authors' weights (downloaded once)
+        output = refiner.refine(image_rgb, coarse_mask)    # H x W uint8
     """
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, device: str | torch.device = 'cpu',
-                 model: RefinementModule | None = None) -> None:
-        """Load ``checkpoint`` (the authors' released ``model`` file or a checkpoint of ``train.py``),
-        or use an already built ``model``."""
-        if (checkpoint is None) == (model is None):
-            raise ValueError('give exactly one of checkpoint and model')
+                 model: nn.Module | None = None) -> None:
+        """Load ``checkpoint``: a name (``lite``, the default, bundled; ``cascadepsp``, the authors' release)
+        or a path (the released ``model`` file or a ``train.py`` checkpoint); or use an already built ``model``.
+        """
+        if checkpoint is not None and model is not None:
+            raise ValueError('give a checkpoint or a model, not both')
         self.device = torch.device(device)
-        self.model = (model if model is not None else load_weights(RefinementModule(), checkpoint))
+        self.model = model if model is not None else load_pretrained(checkpoint)
         self.model.to(self.device).eval()
 
     def refine(self, image: np.ndarray, mask: np.ndarray, fast: bool = False, L: int = 900,
@@ -79,6 +87,32 @@ class Refiner:
         prob, _ = refine_image(self.model, image_t, mask_t, CascadeConfig(L=L, stride=stride, batch=batch),
                                global_only=fast)
         return probability_to_uint8(prob[0, 0])
+
+    def refine_objects(self, image: np.ndarray, masks: np.ndarray | list[np.ndarray], fast: bool = False,
+                       L: int = 900, stride: int = 450, batch: int = 1) -> list[np.ndarray]:
+        """Refine every object of one image, each inside a window around its box (see :mod:`models.objects`).
+
+        Args:
+            image: H x W x 3 uint8 RGB.
+            masks: a list of H x W binary masks (bool, {0, 1}, or uint8 thresholded at 127), or one H x W integer
+                instance label map (0 = background; objects in ascending id order).
+            L: cap of each window's L (a window is refined at its own resolution up to L).
+            batch: windows of the same size (and local crops) per forward pass; results do not depend on it.
+
+        Returns:
+            One H x W float32 probability map in [0, 1] per object, zero outside its window.
+        """
+        from models.objects import masks_from_labels, refine_objects  # objects builds on this module
+        if isinstance(masks, np.ndarray):
+            if masks.ndim != 2 or not (np.issubdtype(masks.dtype, np.integer) or masks.dtype == bool):
+                raise ValueError(f'a label map must be an H x W integer array, got {masks.dtype} {masks.shape}')
+            _, masks = masks_from_labels(masks)
+        binary = [m > 0 if m.dtype == bool or m.max(initial=0) <= 1 else m > 127  # bool / {0,1} / 0..255
+                  for m in map(np.asarray, masks)]
+        for m in binary:
+            self._validate(image, m.astype(np.uint8))
+        probs = refine_objects(self.model, normalize_image(image), binary, L, stride, batch, global_only=fast)
+        return [p.numpy().astype(np.float32) for p in probs]
 
     @staticmethod
     def _validate(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

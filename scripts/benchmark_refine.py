@@ -1,12 +1,15 @@
 """Benchmark the refinement of the paper's Figure 1 image (3492 x 2328) at L=900.
 
-    python scripts/benchmark_refine.py [--image ../shared/samples/aeroplane.jpg] [--L 900] [--batch 1]
-                                       [--device cuda|cpu] [--mode both|global_only|global_local]
+    python scripts/benchmark_refine.py [--model lite|cascadepsp|seeded|PATH] [--L 900] [--batch 1]
+        [--image ../shared/samples/aeroplane.jpg] [--device cuda|cpu] [--mode both|global_only|global_local|object]
+    python scripts/benchmark_refine.py --mode forward896 --model lite seeded     # one cascade pass, 896 x 896
 
-Uses the seeded weights of shared/reference/README.md (timing does not depend on the values, only the
-number of crops run does; trained weights give a different count). Prints, per mode: wall time, local
-crops run, peak CPU memory (RSS of a fresh process) and peak GPU memory. Each mode runs in its own
-process so the memory peaks are separate.
+``--model`` defaults to the bundled lite weights; ``seeded`` is the authors' architecture with the seeded
+weights of shared/reference/README.md (its timing does not depend on the values, only the number of crops
+run does). Prints, per mode: wall time, local crops run, peak CPU memory (RSS of a fresh process) and peak
+GPU memory. Each mode runs in its own process so the memory peaks are separate. ``object`` refines one
+object (the mask inside a 600 x 600 box at its top-left) with Refiner.refine_objects, to compare with the
+whole image; ``forward896`` times one full 3-level forward pass on a 896 x 896 input per model.
 """
 from __future__ import annotations
 
@@ -22,18 +25,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _model(name: str):
+    if name == 'seeded':
+        from models import RefinementModule
+        from models.seeded import seed_model
+        return seed_model(RefinementModule()).eval()
+    from models.hub import load_pretrained
+    return load_pretrained(name)
+
+
 def run_one(args: argparse.Namespace) -> dict:
+    import numpy as np
     import torch
 
-    from models import RefinementModule
     from models.cascade import CascadeConfig
+    from models.objects import refine_objects
     from models.refiner import refine_image
-    from models.seeded import seed_model
     from util.image_io import read_grey, read_rgb
     from util.transforms import normalize_image, normalize_mask
 
+    model = _model(args.model[0]).to(args.device)
+    if args.mode == 'forward896':
+        x, m = torch.randn(1, 3, 896, 896, device=args.device), torch.rand(1, 1, 896, 896, device=args.device) * 2 - 1
+        with torch.inference_mode():
+            model(x, m)  # warm-up
+            start = time.perf_counter()
+            model(x, m)
+            seconds = time.perf_counter() - start
+        return {'mode': 'forward896', 'model': args.model[0], 'arch': model.arch, 'device': args.device,
+                'size': '896x896', 'L': 896, 'batch': 1, 'seconds': round(seconds, 2), 'crops': 0,
+                'threads': torch.get_num_threads(), 'peak_cpu_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                'peak_gpu_mib': None, 'parameters': sum(p.numel() for p in model.parameters())}
     image, mask = read_rgb(args.image), read_grey(args.mask)
-    model = seed_model(RefinementModule()).to(args.device).eval()
     im, seg = normalize_image(image), normalize_mask((mask > 127).astype('uint8') * 255)
     cfg = CascadeConfig(L=args.L, stride=args.stride, batch=args.batch)
     global_only = args.mode == 'global_only'
@@ -42,12 +65,21 @@ def run_one(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    _, crops = refine_image(model, im, seg, cfg, global_only=global_only)
+    if args.mode == 'object':
+        ys, xs = np.nonzero(mask > 127)
+        obj = np.zeros(mask.shape, bool)
+        obj[ys.min():ys.min() + 600, xs.min():xs.min() + 600] = True
+        obj &= mask > 127
+        with torch.inference_mode():
+            refine_objects(model, im, [obj], args.L, args.stride, args.batch)
+        crops = 1
+    else:
+        _, crops = refine_image(model, im, seg, cfg, global_only=global_only)
     if args.device.startswith('cuda'):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     return {
-        'mode': args.mode, 'device': args.device, 'size': f'{image.shape[1]}x{image.shape[0]}', 'L': args.L,
+        'mode': args.mode, 'model': args.model[0], 'device': args.device, 'size': f'{image.shape[1]}x{image.shape[0]}', 'L': args.L,
         'batch': args.batch, 'seconds': round(seconds, 2), 'crops': crops, 'threads': torch.get_num_threads(),
         'peak_cpu_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         'peak_gpu_mib': round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith('cuda') else None,
@@ -63,24 +95,28 @@ def main() -> int:
     parser.add_argument('--stride', type=int, default=450)
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default=None)
-    parser.add_argument('--mode', default='both', choices=['both', 'global_only', 'global_local'])
+    parser.add_argument('--mode', default='both', choices=['both', 'global_only', 'global_local', 'object', 'forward896'])
+    parser.add_argument('--model', nargs='+', default=['lite'], help='lite, cascadepsp, seeded or a file (several: forward896)')
     args = parser.parse_args()
     args.mask = args.mask or str(Path(args.image).with_suffix('.png'))
     if args.device is None:
         import torch
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if args.mode != 'both':
+    if args.mode != 'both' and len(args.model) == 1:
         print(json.dumps(run_one(args)))
         return 0
-    for mode in ('global_only', 'global_local'):
-        cmd = [sys.executable, __file__, '--image', args.image, '--mask', args.mask, '--L', str(args.L),
-               '--stride', str(args.stride), '--batch', str(args.batch), '--device', args.device, '--mode', mode]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        r = json.loads(out)
-        gpu = f", peak GPU {r['peak_gpu_mib']} MiB" if r['peak_gpu_mib'] is not None else ''
-        print(f"{r['mode']:>12}: {r['size']} L={r['L']} on {r['device']} ({r['threads']} threads), "
-              f"batch {r['batch']}: {r['seconds']:.2f} s, {r['crops']} crops, "
-              f"peak CPU RSS {r['peak_cpu_rss_mib']} MiB{gpu}")
+    modes = ('global_only', 'global_local') if args.mode == 'both' else (args.mode,)
+    for model in args.model:
+        for mode in modes:
+            cmd = [sys.executable, __file__, '--image', args.image, '--mask', args.mask, '--L', str(args.L),
+                   '--stride', str(args.stride), '--batch', str(args.batch), '--device', args.device, '--mode', mode,
+                   '--model', model]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            gpu = f", peak GPU {r['peak_gpu_mib']} MiB" if r['peak_gpu_mib'] is not None else ''
+            print(f"{r['model']} {r['mode']:>12}: {r['size']} L={r['L']} on {r['device']} ({r['threads']} threads), "
+                  f"batch {r['batch']}: {r['seconds']:.2f} s, {r['crops']} crops, "
+                  f"peak CPU RSS {r['peak_cpu_rss_mib']} MiB{gpu}")
     return 0
 
 

@@ -215,5 +215,5 @@ def test_refiner_api(seeded_model, seeded_checkpoint):
         refiner.refine(image[:, :, 0], mask)
     with pytest.raises(ValueError, match='differ in size'):
         refiner.refine(image, mask[:-1])
-    with pytest.raises(ValueError, match='exactly one'):
-        Refiner()
+    with pytest.raises(ValueError, match='not both'):
+        Refiner(seeded_checkpoint, model=seeded_model)

@@ -26,6 +26,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the permissions an ordinary write would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -40,9 +43,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 image atomically; H x W x 3 arrays are taken as RGB (converted for OpenCV)."""
+    """Write a uint8 (or uint16 PNG) image atomically; H x W x 3 / x 4 arrays are taken as RGB / RGBA
+    (converted for OpenCV)."""
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, image):
             raise OSError(f'{path}: OpenCV could not write the image')

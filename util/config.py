@@ -17,12 +17,21 @@ class TrainConfig:
     steps: list[int] = field(default_factory=lambda: [22500, 37500])  #: iterations where lr *= gamma
     gamma: float = 0.1
     weight_decay: float = 1e-4
-    load: str | None = None        #: initial weights (released model or a checkpoint); optimizer not restored
+    load: str | None = None        #: initial weights: a name (cascadepsp, lite) or a file; optimizer not restored
     ce_weight: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.5, 1.0, 1.0, 0.5])
     l1_weight: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25])
     l2_weight: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25])
     grad_weight: float = 5.0
     # Additions.
+    arch: str = 'cascadepsp'       #: architecture (models.registry): cascadepsp (the authors' RM) or lite
+    arch_args: str = '{}'          #: its hyper-parameters as JSON, e.g. '{"gf_radius": 6}'
+    degradation: str = 'perturb'   #: input-mask recipe (dataset.degrade.RECIPES): perturb (authors') or mix
+    holdout: str = 'dataset/splits/val.txt'  #: SOURCE/STEM pairs never trained on ('' for none)
+    local_pass: float = 0.0        #: share of batches that also train the Local step's pass (levels 2-3 on
+                                   #: the model's own binarised output, as inference runs them); 0: the authors'
+    schedule: str = 'step'         #: 'step' (lr *= gamma at --steps, the authors') or 'cosine' (to 0)
+    warmup: int = 0                #: iterations of linear learning-rate warm-up
+    threads: int = 0               #: torch CPU threads (0: PyTorch's default)
     data_root: str = 'data'        #: download layout (see download_dataset.py)
     sources: list[str] = field(default_factory=list)  #: sub-folders of data_root to train on (default: all present)
     crop_size: int = 224
@@ -42,6 +51,10 @@ class TrainConfig:
     val_L: int = 900               #: L of the Global+Local cascade used for validation
     val_stride: int = 450          #: its local crop stride
     val_global_only: bool = False  #: validate with the Global step only (faster)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ('step', 'cosine'):
+            raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -5,6 +5,8 @@ bit for bit. Inputs that are not 8-bit RGB / grey are converted rather than reje
   * grey or palette images become RGB (channels replicated), RGBA/LA drop their alpha;
   * 16-bit (and 32-bit integer) PNGs are rescaled to 0..255 when they use values above 255;
   * colour masks become grey with PIL's ``convert('L')``.
+For a practitioner's files (``refine.py``), ``exif=True`` applies the JPEG's EXIF orientation, and
+:func:`read_mask` takes a cut-out's alpha channel as the mask.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 #: PIL modes of grey images with more than 8 bits per pixel.
 _WIDE_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
 #: File suffixes read as images.
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.bmp')
 
 
 def size_mismatch(path: str | os.PathLike, shape: tuple[int, ...], ref: str | os.PathLike,
@@ -31,13 +33,15 @@ class ImageReadError(ValueError):
     """A file cannot be read as an image, or is not the kind of image expected."""
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
+def _open(path: str | os.PathLike, exif: bool = False) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f'{path}: no such file')
     try:
         image = Image.open(path)
         image.load()
+        if exif:  # the orientation a viewer shows (phone photos are often stored rotated)
+            image = ImageOps.exif_transpose(image)
     except Exception as e:  # PIL raises several types for truncated or foreign files
         raise ImageReadError(f'{path}: cannot read image ({type(e).__name__}: {e})') from e
     return image
@@ -51,9 +55,9 @@ def _wide_to_uint8(image: Image.Image) -> np.ndarray:
     return np.clip(np.round(arr), 0, 255).astype(np.uint8)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as H x W x 3 uint8 RGB."""
-    image = _open(path)
+def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
+    """Read an image as H x W x 3 uint8 RGB (``exif``: apply the EXIF orientation)."""
+    image = _open(path, exif)
     if image.mode in _WIDE_MODES:
         return np.repeat(_wide_to_uint8(image)[:, :, None], 3, axis=2)
     return np.asarray(image.convert('RGB'))
@@ -74,6 +78,25 @@ def read_grey(path: str | os.PathLike, labels01: bool = False) -> np.ndarray:
     if labels01 and grey.max(initial=0) == 1:
         grey = grey * np.uint8(255)
     return grey
+
+
+def read_mask(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
+    """Read a practitioner's mask as H x W uint8 in 0..255.
+
+    An image with a varying alpha channel (a background remover's RGBA cut-out) gives its alpha; otherwise
+    the grey value, with {0, 1} labels scaled to {0, 255} and 16-bit masks rescaled.
+    """
+    image = _open(path, exif)
+    if 'A' in image.getbands():
+        alpha = np.asarray(image.getchannel('A'))
+        if alpha.min() != alpha.max():
+            return alpha
+        image = image.convert('RGB' if len(image.getbands()) > 2 else 'L')
+    if image.mode in _WIDE_MODES:
+        grey = _wide_to_uint8(image)
+    else:
+        grey = np.asarray(image.convert('L'))
+    return grey * np.uint8(255) if grey.max(initial=0) == 1 else grey
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

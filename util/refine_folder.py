@@ -17,6 +17,7 @@ import progressbar
 import torch
 import torch.nn as nn
 
+from inference.visualize import refinement_panel
 from models.cascade import CascadeConfig
 from models.refiner import refine_image
 from util.atomic import write_image
@@ -89,21 +90,28 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
 
 
 def _refine_one(model: nn.Module, sample: Sample, output: Path, cfg: CascadeConfig,
-                global_only: bool, min_size: int | None) -> int:
+                global_only: bool, min_size: int | None, visualize: Path | None) -> int:
     image, seg, gt = load_sample(sample)
     prob, crops = refine_image(model, normalize_image(image), normalize_mask(seg), cfg, global_only, min_size)
+    mask = probability_to_uint8(prob[0, 0])
     write_image(output / f'{sample.name}_im.png', image)
     write_image(output / f'{sample.name}_seg.png', seg)
     if gt is not None:
         write_image(output / f'{sample.name}_gt.png', gt)
-    write_image(output / f'{sample.name}_mask.png', probability_to_uint8(prob[0, 0]))
+    if visualize is not None:
+        write_image(visualize / f'{sample.name}_panel.png', refinement_panel(image, seg, mask, gt))
+    write_image(output / f'{sample.name}_mask.png', mask)  # last: it marks the image as finished
     return crops
 
 
 def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Path,
                   cfg: CascadeConfig = CascadeConfig(), global_only: bool = False, min_size: int | None = None,
-                  overwrite: bool = False, clear_cache: bool = False, progress: bool = True) -> RunReport:
-    """Refine every sample of ``input_dir`` into ``output_dir``; a bad sample is reported and skipped."""
+                  overwrite: bool = False, clear_cache: bool = False, progress: bool = True,
+                  visualize_dir: str | Path | None = None) -> RunReport:
+    """Refine every sample of ``input_dir`` into ``output_dir``; a bad sample is reported and skipped.
+
+    ``visualize_dir``: also write ``NAME_panel.png`` there (see :mod:`inference.visualize`).
+    """
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     samples, problems = find_samples(input_dir)
@@ -118,7 +126,8 @@ def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Pat
     bar = progressbar.ProgressBar(max_value=len(todo)) if progress and todo else None
     for i, sample in enumerate(todo):
         try:
-            report.crops += _refine_one(model, sample, output, cfg, global_only, min_size)
+            report.crops += _refine_one(model, sample, output, cfg, global_only, min_size,
+                                        Path(visualize_dir) if visualize_dir else None)
             report.refined += 1
         except (ImageReadError, ValueError, OSError) as e:
             report.failures.append(str(e))

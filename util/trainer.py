@@ -18,9 +18,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from dataset.readers import training_pairs
+from dataset.splits import exclude_split
 from dataset.training_set import TrainingSet
-from models import RefinementModule
 from models.checkpoint import load_imagenet_backbone, load_weights, read_checkpoint, save_checkpoint
+from models.hub import resolve_weights
+from models.registry import build_model
 from util import distributed
 from util.atomic import write_text
 from util.config import TrainConfig
@@ -58,20 +60,44 @@ def _iou_per_output(outputs: dict[str, torch.Tensor], seg: torch.Tensor, gt: tor
     return values
 
 
+def _add_local_pass(model, criterion, image, outputs, gt, terms, amp):
+    """Also train the pass the Local step makes: levels 2-3 with the binarised level-3 output as the mask
+    and the stride-4 output in place of level 1 (see models.cascade.local_step); its loss is added. At
+    inference that pass refines the model's own output, which the authors' training never shows it."""
+    with torch.no_grad():
+        seg2 = (outputs['pred_224'] > 0.5).to(image.dtype) * 2 - 1
+        s8 = outputs['pred_56_2'].to(image.dtype) * 2 - 1
+    with amp:
+        second = model(image, seg2, s8)
+    extra = criterion({**outputs, **second}, gt)  # level 1 (out_28) is not rerun: the first pass's stands in
+    return {k: v + extra[k] for k, v in terms.items()}
+
+
+def _repo_path(path: str) -> Path:
+    """``path`` as given, or relative to the repository when it is not found from here."""
+    p = Path(path)
+    repo = Path(__file__).resolve().parents[1] / p
+    return p if p.exists() or p.is_absolute() or not repo.exists() else repo
+
+
 def _run_name(cfg: TrainConfig) -> str:
     return f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.exp_id}"
 
 
 def _build_model(cfg: TrainConfig, device: torch.device, rank: int, local_rank: int, world: int):
     """Model (wrapped in DDP when world > 1), optimizer, scheduler, first iteration and run name."""
-    model = RefinementModule()
+    try:
+        hparams = json.loads(cfg.arch_args)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'--arch_args is not JSON: {cfg.arch_args!r} ({e})') from e
+    model = build_model(cfg.arch, **hparams)
     if cfg.backbone:
         load_imagenet_backbone(model, cfg.backbone)
     if cfg.load:
-        load_weights(model, cfg.load)
+        load_weights(model, resolve_weights(cfg.load))
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.steps, cfg.gamma)
+    scheduler = _scheduler(cfg, optimizer)
     start, run = 0, _run_name(cfg)
     if cfg.resume:
         state = read_checkpoint(cfg.resume)
@@ -89,8 +115,21 @@ def _build_model(cfg: TrainConfig, device: torch.device, rank: int, local_rank: 
     return model, optimizer, scheduler, start, run
 
 
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The authors' steps (``step``) or a cosine decay to 0 (``cosine``), after ``warmup`` linear iterations."""
+    def factor(it: int) -> float:
+        warm = min(1.0, (it + 1) / cfg.warmup) if cfg.warmup else 1.0
+        if cfg.schedule == 'cosine':
+            return warm * 0.5 * (1 + math.cos(math.pi * min(it, cfg.iterations) / cfg.iterations))
+        return warm * cfg.gamma ** sum(it >= s for s in cfg.steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def _build_loader(cfg: TrainConfig, device: torch.device, rank: int, world: int) -> DataLoader:
-    dataset = TrainingSet(training_pairs(cfg.data_root, cfg.sources or None), cfg.crop_size)
+    pairs = training_pairs(cfg.data_root, cfg.sources or None)
+    if cfg.holdout:
+        pairs = exclude_split(pairs, _repo_path(cfg.holdout))
+    dataset = TrainingSet(pairs, cfg.crop_size, degradation=cfg.degradation)
     sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else RandomSampler(dataset)
     return DataLoader(dataset, cfg.batch_size // world, sampler=sampler, num_workers=cfg.workers,
                       drop_last=len(dataset) >= cfg.batch_size, pin_memory=device.type == 'cuda',
@@ -100,8 +139,12 @@ def _build_loader(cfg: TrainConfig, device: torch.device, rank: int, world: int)
 def train(cfg: TrainConfig) -> Path | None:
     """Train as configured. Returns the final checkpoint's path (None for an unnamed NULL run)."""
     rank, local_rank, world = distributed.init()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if cfg.batch_size % world:
         raise ValueError(f'batch size {cfg.batch_size} is not divisible by the {world} ranks')
+    if cfg.local_pass and world > 1:  # two forward passes before one backward: DDP's reducer refuses that
+        raise ValueError('--local_pass runs in a single process only (not under torchrun)')
     device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
     torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
     main_rank = rank == 0
@@ -129,12 +172,16 @@ def train(cfg: TrainConfig) -> Path | None:
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == 'cuda')
     batches = _batches(loader, start // len(loader))  # a resumed run starts a fresh shuffle of its epoch
     bar = progressbar.ProgressBar(min_value=start, max_value=cfg.iterations) if main_rank else None
-    tick, seen = time.perf_counter(), 0
+    tick, seen, waited = time.perf_counter(), 0, 0.0
     for it in range(start, cfg.iterations):
+        t0 = time.perf_counter()
         image, seg, gt = (t.to(device, non_blocking=True) for t in next(batches))
+        waited += time.perf_counter() - t0  # time the step waited for data: the loader is not keeping up
         with amp:
             outputs = model(image, seg)
         terms = criterion(outputs, gt)
+        if cfg.local_pass and torch.rand(()) < cfg.local_pass:
+            terms = _add_local_pass(model, criterion, image, outputs, gt, terms, amp)
         if distributed.all_reduce_mean((~torch.isfinite(terms['total_loss'])).float()) > 0:
             raise NonFiniteLoss(f'non-finite loss at iteration {it}; stopping without saving '
                                 f'(last good checkpoint: the latest in {save_dir})')
@@ -148,12 +195,14 @@ def train(cfg: TrainConfig) -> Path | None:
             values = {k: float(distributed.all_reduce_mean(v.detach())) for k, v in terms.items()}  # every rank joins
             if main_rank:
                 values |= _iou_per_output(outputs, seg, gt)
-                values |= {'lr': scheduler.get_last_lr()[0], 'images_per_s': seen / (time.perf_counter() - tick),
-                           'iterations_per_s': seen / (image.shape[0] * world) / (time.perf_counter() - tick)}
+                elapsed = time.perf_counter() - tick
+                values |= {'lr': scheduler.get_last_lr()[0], 'images_per_s': seen / elapsed,
+                           'iterations_per_s': seen / (image.shape[0] * world) / elapsed,
+                           'data_wait_fraction': waited / elapsed}
                 if device.type == 'cuda':
                     values['gpu_peak_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
                 logger.scalars(values, it + 1, 'train/')
-            tick, seen = time.perf_counter(), 0
+            tick, seen, waited = time.perf_counter(), 0, 0.0
         if main_rank and (it + 1) % cfg.image_interval == 0:
             logger.images(image, seg, gt, outputs, it + 1)
         if main_rank and (it + 1) % cfg.save_interval == 0 and it + 1 < cfg.iterations:

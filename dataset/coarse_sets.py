@@ -1,0 +1,61 @@
+"""Evaluation folders of coarse masks made from ground truths, in the BIG layout that ``eval.py`` reads.
+
+Two families, as ``scripts/benchmark_learning.py`` reports them:
+  * ``lowres``: the ground truth area-downscaled x8, bilinearly upsampled, thresholded at 127 (a
+    low-resolution segmenter's output: the BIG situation);
+  * ``perturbed``: the training perturbation at an IoU target drawn from U[0.8, 0.9).
+Each pair's draw is seeded by its name, so a folder is the same on every machine and every run.
+"""
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from dataset.degrade import lowres_mask
+from dataset.perturb import perturb_mask
+from dataset.readers import Pair
+from dataset.splits import pair_key
+from util.atomic import atomic_path, write_image
+from util.image_io import read_grey
+
+FAMILIES = ('lowres', 'perturbed')
+
+
+def coarse_mask(gt: np.ndarray, family: str, key: str, seed: int = 0) -> np.ndarray:
+    """The ``family`` coarse mask of an H x W uint8 ground truth; ``key`` (the pair's name) seeds the draw."""
+    if family == 'lowres':
+        return lowres_mask(gt, 8, 127)
+    if family == 'perturbed':
+        rng = np.random.default_rng([zlib.crc32(key.encode()), seed])
+        return perturb_mask(gt, rng.uniform(0.8, 0.9), rng)
+    raise ValueError(f'unknown coarse family {family!r}; known: {", ".join(FAMILIES)}')
+
+
+def sample_name(pair: Pair) -> str:
+    """``SOURCE_STEM``: unique across sources."""
+    return pair_key(pair).replace('/', '_')
+
+
+def write_coarse_folder(pairs: list[Pair], family: str, output: str | Path, seed: int = 0,
+                        prefix: str = '') -> Path:
+    """Write ``NAME_im.jpg`` (the original file), ``NAME_seg.png`` (coarse) and ``NAME_gt.png`` per pair,
+    NAME = ``prefix + SOURCE_STEM``.
+
+    Files already present are kept (the draw is deterministic), so a folder can be built incrementally.
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    for pair in pairs:
+        name = prefix + sample_name(pair)
+        im, seg, gt_path = (output / f'{name}_{s}' for s in ('im' + pair.image.suffix.lower(), 'seg.png', 'gt.png'))
+        if im.exists() and seg.exists() and gt_path.exists():
+            continue
+        gt = np.where(read_grey(pair.mask, labels01=True) > 127, 255, 0).astype(np.uint8)
+        write_image(gt_path, gt)
+        write_image(seg, coarse_mask(gt, family, pair_key(pair), seed))
+        with atomic_path(im) as tmp:
+            shutil.copyfile(pair.image, tmp)
+    return output

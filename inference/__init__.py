@@ -1,0 +1,1 @@
+"""The practitioner's side: refining one's own files (``refine.py``) and pictures of the result."""

@@ -1,0 +1,66 @@
+"""The guided filter (He et al., ECCV 2010 / TPAMI 2013) in PyTorch, differentiable.
+
+One implementation serves two uses: the classical colour guided filter that ``scripts/benchmark_learning.py``
+compares against, and the edge-aware full-resolution step of the ``lite`` architecture (a learnable guided
+filter, after Wu et al., CVPR 2018). Box means are separable cumulative sums, so the cost per pixel does not
+depend on the radius, and each sum runs along one axis only (no float32 precision loss over whole images).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _box_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Sum over the window [i - r, i + r] along ``dim``, clipped at the borders."""
+    n = x.shape[dim]
+    c = torch.cumsum(x, dim)
+    pad_shape = list(x.shape)
+    pad_shape[dim] = 1
+    c = torch.cat([torch.zeros(pad_shape, dtype=x.dtype, device=x.device), c], dim)  # c[i] = sum(x[:i])
+    idx = torch.arange(n, device=x.device)
+    hi = (idx + r + 1).clamp(max=n)
+    lo = (idx - r).clamp(min=0)
+    return c.index_select(dim, hi) - c.index_select(dim, lo)
+
+
+def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r+1) x (2r+1) window around each pixel of B x C x H x W ``x``; windows are
+    clipped at the image border and averaged over the pixels they keep."""
+    ones = x.new_ones((1, 1) + tuple(x.shape[-2:]))
+    count = _box_sum_1d(_box_sum_1d(ones, r, -1), r, -2)
+    return _box_sum_1d(_box_sum_1d(x, r, -1), r, -2) / count
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor) -> torch.Tensor:
+    """Filter ``src`` (B x 1 x H x W) with the edges of ``guide`` (B x 1 x H x W or B x 3 x H x W).
+
+    The output is locally a linear function of the guide, q = mean(a) . guide + mean(b), with (a, b) the
+    least-squares fit of src on the guide in each (2r+1)^2 window, regularised by ``eps`` (in squared guide
+    units: 1e-4 for a guide in [0, 1] keeps edges of contrast above about 0.01). With a colour guide, a is a
+    3-vector and the fit solves a 3 x 3 system per pixel (closed form, via the adjugate).
+    """
+    if guide.shape[-2:] != src.shape[-2:] or src.shape[1] != 1 or guide.shape[1] not in (1, 3):
+        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
+                         'B x 1|3 x H x W and B x 1 x H x W of one size')
+    mean_i, mean_p = box_mean(guide, r), box_mean(src, r)
+    cov_ip = box_mean(guide * src, r) - mean_i * mean_p
+    if guide.shape[1] == 1:
+        a = cov_ip / (box_mean(guide * guide, r) - mean_i * mean_i + eps)
+    else:
+        # Covariance entries (rr, rg, rb, gg, gb, bb), regularised on the diagonal.
+        pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+        prods = torch.cat([guide[:, i:i + 1] * guide[:, j:j + 1] for i, j in pairs], 1)
+        cov = box_mean(prods, r) - torch.cat([mean_i[:, i:i + 1] * mean_i[:, j:j + 1] for i, j in pairs], 1)
+        rr, rg, rb, gg, gb, bb = (cov[:, k:k + 1] for k in range(6))
+        rr, gg, bb = rr + eps, gg + eps, bb + eps
+        # Inverse of the symmetric 3 x 3 matrix via its adjugate.
+        inv = (gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb,
+               rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg)
+        det = rr * inv[0] + rg * inv[1] + rb * inv[2]
+        i_rr, i_rg, i_rb, i_gg, i_gb, i_bb = inv
+        cr, cg, cb = cov_ip[:, 0:1], cov_ip[:, 1:2], cov_ip[:, 2:3]
+        a = torch.cat([i_rr * cr + i_rg * cg + i_rb * cb,
+                       i_rg * cr + i_gg * cg + i_gb * cb,
+                       i_rb * cr + i_gb * cg + i_bb * cb], 1) / det
+    b = mean_p - (a * mean_i).sum(1, keepdim=True)
+    return (box_mean(a, r) * guide).sum(1, keepdim=True) + box_mean(b, r)

@@ -1,0 +1,79 @@
+"""Refine your own image and mask (any segmenter's output) and look at the result.
+
+    python refine.py IMAGE MASK -o OUT.png [--visualize PANEL.png] [--cutout CUT.png] [--binary]
+                     [--fast] [--L 900] [--model lite|cascadepsp|PATH] [--device cpu|cuda] [--resize_mask]
+    python refine.py IMAGE LABELS.png --instances -o OUT_LABELS.png     # every object of a label map
+    python refine.py --dir IN --output OUT [--mask_suffix .png] [--visualize] [--cutout]
+
+IMAGE: any image PIL reads (JPEG with its EXIF orientation, PNG, WebP, TIFF; grey, RGBA or 16-bit).
+MASK: grey, RGB, {0,1} labels, soft (thresholded at 127), or an RGBA cut-out (its alpha is the mask).
+OUT: 8-bit soft mask floor(p * 255) at the image's size (--binary: 0/255).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+
+from inference.run import RefineOptions, refine_directory, refine_file
+from models.checkpoint import CheckpointError
+from models.refiner import Refiner
+from util.image_io import ImageReadError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('image', nargs='?', help='the image (single mode)')
+    parser.add_argument('mask', nargs='?', help='its coarse mask, or an instance label map with --instances')
+    parser.add_argument('-o', '--output', help='output mask file (single mode) or folder (--dir)')
+    parser.add_argument('--dir', help='folder of X.jpg|png|webp with masks X<mask_suffix>')
+    parser.add_argument('--mask_suffix', default='.png', help='with --dir: mask name = image stem + this')
+    parser.add_argument('--visualize', nargs='?', const=True, default=None,
+                        help='write the panel (single mode: its path; --dir: X_panel.png)')
+    parser.add_argument('--cutout', nargs='?', const=True, default=None,
+                        help='write the RGBA cut-out (single mode: its path; --dir: X_cutout.png)')
+    parser.add_argument('--binary', action='store_true', help='write 0/255 (threshold 127) instead of the soft mask')
+    parser.add_argument('--instances', action='store_true', help='MASK is a label map (0 = background): '
+                        'refine every object and write a label map')
+    parser.add_argument('--resize_mask', action='store_true', help='resize a mask of another size (nearest)')
+    parser.add_argument('--fast', action='store_true', help='Global step only')
+    parser.add_argument('--L', type=int, default=900, help='global resolution and local crop side (px)')
+    parser.add_argument('--batch', type=int, default=1, help='crops / object windows per forward pass')
+    parser.add_argument('--model', default='lite', help='lite (bundled), cascadepsp (downloaded once) or a file')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args(argv)
+    if bool(args.dir) == bool(args.image):
+        parser.error('give IMAGE MASK -o OUT, or --dir IN --output OUT')
+    if args.image and (not args.mask or not args.output):
+        parser.error('single mode needs IMAGE MASK -o OUT')
+    if args.dir and not args.output:
+        parser.error('--dir needs --output')
+    if args.image and (args.visualize is True or args.cutout is True):
+        parser.error('in single mode, --visualize and --cutout take a file name')
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    log = logging.getLogger('refine')
+    opts = RefineOptions(fast=args.fast, L=args.L, batch=args.batch, binary=args.binary,
+                         resize_mask=args.resize_mask, instances=args.instances)
+    try:
+        refiner = Refiner(args.model, device=args.device)
+    except CheckpointError as e:
+        log.error('%s', e)
+        return 2
+    if args.dir:
+        report = refine_directory(refiner, args.dir, args.output, args.mask_suffix, opts,
+                                  bool(args.visualize), bool(args.cutout))
+        log.info('%s', report.summary())
+        return 1 if report.failures else 0
+    try:
+        refine_file(refiner, args.image, args.mask, args.output, opts, args.visualize, args.cutout)
+    except (ImageReadError, ValueError, OSError) as e:
+        log.error('%s', e)
+        return 1
+    log.info('wrote %s', args.output)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The authors' all_plus_one.py: shift scene-parser outputs from 0..149 to ADE labels 1..150 (255 -> 0, void).
+
+    python scripts/ade_plus_one.py --input PRED_DIR --output SEG_DIR
+
+Needed for models (RefineNet, EncNet, PSPNet on ADE20K) whose label maps number the 150 classes from 0;
+ground truths and already-shifted maps must not be shifted again.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from evaluation.scene_parsing import all_plus_one  # noqa: E402
+from util.atomic import write_image  # noqa: E402
+from util.image_io import ImageReadError, read_labels  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--input', required=True)
+    parser.add_argument('--output', required=True)
+    args = parser.parse_args(argv)
+    failed = 0
+    for path in sorted(Path(args.input).glob('*.png')):
+        try:
+            write_image(Path(args.output) / path.name, all_plus_one(read_labels(path)))
+        except (ImageReadError, OSError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

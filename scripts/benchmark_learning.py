@@ -1,0 +1,76 @@
+"""Score the bundled (or any) model on the held-out split against the coarse input and a guided filter.
+
+    python scripts/benchmark_learning.py [--data_root ../shared/data] [--model lite ...] [--every 1]
+        [--samples ../shared/samples] [--output output/benchmark_learning]
+
+Builds (once, under --work) the two families of coarse masks of dataset/coarse_sets.py from the split's
+ground truths: lowres (x8 area-down, bilinear up, threshold 127) and perturbed (training perturbation at
+IoU U[0.8, 0.9)). Prints, per family, IoU and mBA (x100) of the input, of a colour guided filter
+(radius (H+W)/150, eps 1e-4, threshold 0.5) and of each model (Global+Local, L=900). With --samples, also
+scores the H36M frames against the authors' released model's outputs. Writes results.md and results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import progressbar
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dataset.coarse_sets import FAMILIES, write_coarse_folder  # noqa: E402
+from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
+from evaluation.learning import (guided_filter_mask, model_method, results_markdown, score_against_reference,  # noqa: E402
+                                 score_folder)
+from models.cascade import CascadeConfig  # noqa: E402
+from models.hub import load_pretrained  # noqa: E402
+from util.atomic import write_text  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data_root', default='../shared/data')
+    parser.add_argument('--split', default=str(VAL_SPLIT))
+    parser.add_argument('--every', type=int, default=1, help='score every N-th pair of the split')
+    parser.add_argument('--family', nargs='+', choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument('--model', nargs='+', default=['lite'], help='names or checkpoint files (LABEL=PATH allowed)')
+    parser.add_argument('--L', type=int, default=900)
+    parser.add_argument('--samples', default='../shared/samples', help="folder with the H36M frames ('' to skip)")
+    parser.add_argument('--work', default='data/benchmark_learning', help='where the coarse folders are built')
+    parser.add_argument('--output', default='output/benchmark_learning')
+    parser.add_argument('--threads', type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    methods = {'guided filter': lambda image, coarse: guided_filter_mask(image, coarse)}
+    for spec in args.model:
+        label, _, path = spec.rpartition('=')
+        methods[label or spec] = model_method(load_pretrained(path), CascadeConfig(L=args.L))
+
+    pairs = split_pairs(args.data_root, args.split)[::max(1, args.every)]
+    results = {}
+    for family in args.family:
+        folder = write_coarse_folder(pairs, family, Path(args.work) / f'{family}_every{args.every}')
+        bar = progressbar.ProgressBar(max_value=len(pairs), prefix=f'{family}: ')
+        results[family] = score_folder(folder, methods, bar.update)
+        bar.finish()
+    samples = Path(args.samples) if args.samples else None
+    if samples and (samples / 'H36M_test_im1.jpg').is_file():
+        triplets = [(f'H36M_{i}', samples / f'H36M_test_im{i}.jpg', samples / f'H36M_test_mask{i}.jpg',
+                     samples / f'H36M_output{i}.jpg') for i in (1, 2, 3)]
+        results['H36M vs the released model'] = score_against_reference(triplets, methods)
+
+    table = results_markdown(results)
+    print(f'{len(pairs)} held-out pairs ({args.split}, every {args.every})\n{table}')
+    out = Path(args.output)
+    write_text(out / 'results.md', table + '\n')
+    write_text(out / 'results.json', json.dumps({f: {m: dict(r.summary, seconds=r.seconds) for m, r in rs.items()}
+                                                 for f, rs in results.items()}, indent=1) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Export a training checkpoint as shipped weights: float16, no optimizer state, architecture and training
+configuration kept (the file models/weights/lite.pth was made this way).
+
+    python scripts/export_weights.py saves/RUN/checkpoint_final.pth models/weights/lite.pth [--note TEXT]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('checkpoint')
+    parser.add_argument('output')
+    parser.add_argument('--note', default='', help='free text stored with the weights (data, command, wall time)')
+    args = parser.parse_args(argv)
+    try:
+        model, data = load_model(args.checkpoint), read_checkpoint(args.checkpoint)
+    except CheckpointError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    save_checkpoint(args.output, model, half=True, config=data.get('config'), iteration=data.get('iteration'),
+                    note=args.note)
+    size = Path(args.output).stat().st_size
+    print(f'{args.output}: {model.arch} {model.hparams}, {size / 2**20:.2f} MiB')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

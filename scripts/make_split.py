@@ -1,0 +1,40 @@
+"""Draw a held-out split (run once; the result is committed as dataset/splits/val.txt).
+
+    python scripts/make_split.py --data_root ../shared/data --take ecssd=100 DUTS-TE=200 --seed 2026 \
+        --output dataset/splits/val.txt
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dataset.readers import flat_pairs  # noqa: E402
+from dataset.splits import pair_key  # noqa: E402
+from util.atomic import write_text  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data_root', required=True)
+    parser.add_argument('--take', nargs='+', required=True, help='SOURCE=COUNT')
+    parser.add_argument('--seed', type=int, default=2026)
+    parser.add_argument('--output', required=True)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    lines = [f'# held-out split: {" ".join(args.take)}, numpy default_rng({args.seed}) over sorted pairs']
+    for item in args.take:
+        source, count = item.split('=')
+        pairs, _ = flat_pairs(Path(args.data_root) / source)
+        chosen = sorted(rng.choice(len(pairs), int(count), replace=False))
+        lines += [pair_key(pairs[i]) for i in chosen]
+    write_text(args.output, '\n'.join(lines) + '\n')
+    print(f'{args.output}: {len(lines) - 1} pairs')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
