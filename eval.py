@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         ade = refine_split_folder(model, args.dir, args.output, args.L, args.stride, args.global_only,
                                   args.min_size or 224, args.batch, args.overwrite)
         log.info('%d component(s) refined, %d already done, %d failed', ade.done, ade.skipped, len(ade.failures))
-        return 1 if ade.failures or not (ade.done or ade.skipped) else 0
+        return 1 if ade.failures else 0
     report = refine_folder(model, args.dir, args.output, cfg, args.global_only, args.min_size,
                            overwrite=args.overwrite, clear_cache=args.clear, visualize_dir=args.visualize)
     log.info('%s', report.summary())

@@ -25,6 +25,7 @@ from evaluation.scene_parsing import (SceneScores, component_box, component_clas
 from models.objects import grown_box, refine_crops
 from util.atomic import atomic_path, write_image, write_text
 from util.image_io import ImageReadError, read_grey, read_labels, read_rgb, size_mismatch
+from util.post_eval import json_safe
 from util.transforms import normalize_image, normalize_mask, probability_to_uint8
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ def refine_split_folder(model: nn.Module, split_dir: str | Path, output: str | P
             report.skipped += 1
         else:
             by_image.setdefault(match['name'], []).append(stem)
+    if not by_image and not report.skipped and not report.failures:
+        _fail(report, f'{split_dir}: no NAME_<class>.<id>_gt.png component files (run scripts/split_scene.py first)')
     bar = progressbar.ProgressBar(max_value=sum(map(len, by_image.values()))) if progress and by_image else None
     for name, stems in by_image.items():
         try:
@@ -154,5 +157,5 @@ def fuse_and_score_folder(mask_dir: str | Path, seg_dir: str | Path, gt_dir: str
                 [label_colours(gt), label_colours(seg_scored), label_colours(fused_scored)], 1))
     summary = scores.summary()
     write_text(output / 'results_post.txt', format_results(summary))
-    write_text(output / 'results_post.json', json.dumps(summary, indent=1) + '\n')
+    write_text(output / 'results_post.json', json.dumps(json_safe(summary), indent=1) + '\n')
     return summary, format_stdout(summary, scores)

@@ -95,6 +95,11 @@ def test_labels_above_150_are_refused(tmp_path):
     assert not (tmp_path / 'out' / 'results_post.txt').exists()
 
 
+def test_refining_an_empty_split_folder_is_an_error(tmp_path, caplog):
+    assert eval_cli.main(['--ade', '--dir', str(tmp_path), '--output', str(tmp_path / 'm'), '--device', 'cpu']) == 1
+    assert 'no NAME_<class>.<id>_gt.png component files' in caplog.text
+
+
 def test_end_to_end_with_the_bundled_model(samples_dir, tmp_path, caplog):
     """A small scene of real image content: split, eval.py --ade (bundled lite), eval_post.py --ade."""
     caplog.set_level(logging.INFO)

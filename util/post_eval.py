@@ -118,7 +118,12 @@ def format_results(summary: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _json_safe(value):
+def json_safe(value):
+    """NaN (an image without a boundary) as JSON null, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
@@ -126,8 +131,7 @@ def write_results(output: str | os.PathLike, summary: dict, scores: list[ImageSc
                   stem: str = 'results_post') -> tuple[Path, Path]:
     """Write ``{stem}.txt`` and ``{stem}.json`` atomically (each replaced only once complete)."""
     output = Path(output)
-    payload = {'summary': {k: _json_safe(v) for k, v in summary.items()},
-               'images': [{k: _json_safe(v) for k, v in s.to_dict().items()} for s in scores]}
+    payload = {'summary': json_safe(summary), 'images': [json_safe(s.to_dict()) for s in scores]}
     txt, js = output / f'{stem}.txt', output / f'{stem}.json'
     write_text(js, json.dumps(payload, indent=1) + '\n')
     write_text(txt, format_results(summary))
