@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.positional:
         if len(args.positional) != 4 or any((args.im_dir, args.gt_dir, args.seg_dir, args.output)):
-            parser.error('give IM GT SEG OUT, or the four --flags, not both')
+            parser.error(f'give the four folders IM GT SEG OUT (got {len(args.positional)}), or the four --flags '
+                         'instead, not both')
         args.im_dir, args.gt_dir, args.seg_dir, args.output = args.positional
     if not all((args.im_dir, args.gt_dir, args.seg_dir, args.output)):
         parser.error('--im_dir, --gt_dir, --seg_dir and --output are required')
