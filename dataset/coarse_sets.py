@@ -20,6 +20,7 @@ from dataset.readers import Pair
 from dataset.splits import pair_key
 from util.atomic import atomic_path, write_image
 from util.image_io import read_grey
+from util.transforms import binarize
 
 FAMILIES = ('lowres', 'perturbed')
 
@@ -53,7 +54,7 @@ def write_coarse_folder(pairs: list[Pair], family: str, output: str | Path, seed
         im, seg, gt_path = (output / f'{name}_{s}' for s in ('im' + pair.image.suffix.lower(), 'seg.png', 'gt.png'))
         if im.exists() and seg.exists() and gt_path.exists():
             continue
-        gt = np.where(read_grey(pair.mask, labels01=True) > 127, 255, 0).astype(np.uint8)
+        gt = binarize(read_grey(pair.mask, labels01=True))
         write_image(gt_path, gt)
         write_image(seg, coarse_mask(gt, family, pair_key(pair), seed))
         with atomic_path(im) as tmp:

@@ -22,7 +22,7 @@ from models.refiner import refine_image
 from util.image_io import read_grey, read_rgb
 from util.metrics import score_image, summarize
 from util.refine_folder import find_samples, load_sample
-from util.transforms import normalize_image, normalize_mask, probability_to_uint8
+from util.transforms import binarize, normalize_image, normalize_mask, probability_to_uint8
 
 #: A method maps (H x W x 3 uint8 RGB image, H x W uint8 coarse mask) to an H x W uint8 mask.
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -62,49 +62,40 @@ class MethodResult:
         return self.summary['new_mba']
 
 
-def score_folder(folder: str | Path, methods: dict[str, Method], progress: Callable[[int], None] | None = None
-                 ) -> dict[str, MethodResult]:
-    """Run every method on every NAME_im / NAME_seg / NAME_gt triplet of ``folder`` and score it.
-
-    The coarse input's own scores are each summary's ``old_iou`` / ``old_mba``, and ``'input'`` in the
-    result (the identity method).
-    """
-    samples, problems = find_samples(folder)
-    samples = [s for s in samples if s.gt is not None]
-    if problems or not samples:
-        raise FileNotFoundError(f'{folder}: ' + ('; '.join(problems) or 'no triplets with a ground truth'))
+def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | None) -> dict[str, MethodResult]:
+    """``items`` yields (name, image, coarse mask, reference mask); the coarse input itself is ``'input'``."""
     methods = {'input': lambda image, coarse: coarse, **methods}
     scores: dict[str, list] = {m: [] for m in methods}
     seconds = dict.fromkeys(methods, 0.0)
-    for i, sample in enumerate(samples):
-        image, seg, gt = load_sample(sample)
-        for name, method in methods.items():
-            start = time.perf_counter()
-            out = method(image, seg)
-            seconds[name] += time.perf_counter() - start
-            scores[name].append(score_image(sample.name, gt, seg, out))
-        if progress:
-            progress(i + 1)
-    return {m: MethodResult(m, summarize(scores[m]), seconds[m]) for m in methods}
-
-
-def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], methods: dict[str, Method]
-                            ) -> dict[str, MethodResult]:
-    """Score methods against a reference *output* rather than a ground truth: ``triplets`` are (name, image,
-    coarse mask, reference mask) files, e.g. the authors' released model's outputs on the H36M samples."""
-    methods = {'input': lambda image, coarse: coarse, **methods}
-    scores: dict[str, list] = {m: [] for m in methods}
-    seconds = dict.fromkeys(methods, 0.0)
-    for name, image_path, coarse_path, reference_path in triplets:
-        image, coarse = read_rgb(image_path), read_grey(coarse_path)
-        coarse = np.where(coarse > 127, 255, 0).astype(np.uint8)  # JPEG masks: threshold as the authors do
-        reference = np.where(read_grey(reference_path) > 127, 255, 0).astype(np.uint8)
+    for i, (name, image, coarse, reference) in enumerate(items):
         for m, method in methods.items():
             start = time.perf_counter()
             out = method(image, coarse)
             seconds[m] += time.perf_counter() - start
             scores[m].append(score_image(name, reference, coarse, out))
+        if progress:
+            progress(i + 1)
     return {m: MethodResult(m, summarize(scores[m]), seconds[m]) for m in methods}
+
+
+def score_folder(folder: str | Path, methods: dict[str, Method], progress: Callable[[int], None] | None = None
+                 ) -> dict[str, MethodResult]:
+    """Run every method on every NAME_im / NAME_seg / NAME_gt triplet of ``folder`` and score it against
+    the ground truth. The coarse input's own scores are ``'input'`` in the result."""
+    samples, problems = find_samples(folder)
+    samples = [s for s in samples if s.gt is not None]
+    if problems or not samples:
+        raise FileNotFoundError(f'{folder}: ' + ('; '.join(problems) or 'no triplets with a ground truth'))
+    return _score(((s.name, *load_sample(s)) for s in samples), methods, progress)
+
+
+def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], methods: dict[str, Method]
+                            ) -> dict[str, MethodResult]:
+    """Score methods against a reference *output* rather than a ground truth: ``triplets`` are (name, image,
+    coarse mask, reference mask) files, e.g. the authors' released model's outputs on the H36M samples.
+    JPEG masks are thresholded at 127, as the authors do."""
+    return _score(((name, read_rgb(im), binarize(read_grey(coarse)), binarize(read_grey(ref)))
+                   for name, im, coarse, ref in triplets), methods, None)
 
 
 def results_markdown(results: dict[str, dict[str, MethodResult]]) -> str:

@@ -21,6 +21,7 @@ from models.objects import labels_from_probabilities, masks_from_labels
 from models.refiner import Refiner
 from util.atomic import write_image
 from util.image_io import IMAGE_SUFFIXES, ImageReadError, read_labels, read_mask, read_rgb
+from util.transforms import binarize
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,18 @@ def refine_file(refiner: Refiner, image_path: str | Path, mask_path: str | Path,
         ids, masks = masks_from_labels(mask)
         probs = refiner.refine_objects(image, masks, fast=opts.fast, L=opts.L, stride=opts.stride, batch=opts.batch)
         out = labels_from_probabilities(probs, ids) if ids else np.zeros(mask.shape, np.uint8)
-        coarse_view = np.where(mask > 0, 255, 0).astype(np.uint8)
-        refined_view = np.where(out > 0, 255, 0).astype(np.uint8)
+        coarse_view = binarize(mask, 0)
+        refined_view = binarize(out, 0)
     else:
         out = refiner.refine(image, mask, fast=opts.fast, L=opts.L, stride=opts.stride, batch=opts.batch)
         if opts.binary:
-            out = np.where(out > 127, 255, 0).astype(np.uint8)
+            out = binarize(out)
         coarse_view, refined_view = mask, out
     write_image(output, out)
     if cutout:
         write_image(cutout, np.concatenate([image, refined_view[..., None]], 2))
     if visualize:
-        write_image(visualize, refinement_panel(image, np.where(coarse_view > 127, 255, 0).astype(np.uint8), refined_view))
+        write_image(visualize, refinement_panel(image, binarize(coarse_view), refined_view))
     return out
 
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from models.cascade import CascadeConfig, refine_global_local, refine_global_only
 from models.hub import load_pretrained
-from util.transforms import normalize_image, normalize_mask, probability_to_uint8
+from util.transforms import binarize, normalize_image, normalize_mask, probability_to_uint8
 
 
 @torch.inference_mode()
@@ -83,7 +83,7 @@ class Refiner:
         """
         image, mask = self._validate(image, mask)
         image_t = normalize_image(image)
-        mask_t = normalize_mask((mask > 127).astype(np.uint8) * 255)
+        mask_t = normalize_mask(binarize(mask))
         prob, _ = refine_image(self.model, image_t, mask_t, CascadeConfig(L=L, stride=stride, batch=batch),
                                global_only=fast)
         return probability_to_uint8(prob[0, 0])

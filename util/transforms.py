@@ -52,3 +52,8 @@ def probability_to_uint8(prob: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(prob, torch.Tensor):
         prob = prob.detach().float().cpu().numpy()
     return (np.clip(prob, 0, 1) * 255).astype(np.uint8)
+
+
+def binarize(mask: np.ndarray, threshold: int = 127) -> np.ndarray:
+    """H x W uint8 mask (0..255) -> 0/255 uint8: foreground where above ``threshold`` (the authors' 127)."""
+    return np.where(np.asarray(mask) > threshold, 255, 0).astype(np.uint8)
