@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import progressbar
+from PIL import Image
 
 from inference.visualize import refinement_panel
 from models.objects import labels_from_probabilities, masks_from_labels
@@ -56,7 +57,6 @@ def _load(image_path: Path, mask_path: Path, opts: RefineOptions) -> tuple[np.nd
         if not opts.resize_mask:
             raise ValueError(f'{sizes}; pass --resize_mask to resize the mask (nearest neighbour)')
         log.warning('%s: resized to the image (nearest neighbour)', sizes)
-        from PIL import Image
         mask = np.asarray(Image.fromarray(mask).resize((image.shape[1], image.shape[0]), Image.NEAREST))
     return image, mask
 

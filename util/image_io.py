@@ -63,6 +63,13 @@ def read_rgb(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
     return np.asarray(image.convert('RGB'))
 
 
+def _grey(image: Image.Image, labels01: bool) -> np.ndarray:
+    grey = _wide_to_uint8(image) if image.mode in _WIDE_MODES else np.asarray(image.convert('L'))
+    if labels01 and grey.max(initial=0) == 1:
+        grey = grey * np.uint8(255)
+    return grey
+
+
 def read_grey(path: str | os.PathLike, labels01: bool = False) -> np.ndarray:
     """Read a mask as H x W uint8 in 0..255.
 
@@ -70,14 +77,7 @@ def read_grey(path: str | os.PathLike, labels01: bool = False) -> np.ndarray:
     {0, 255} instead of being read as (almost) empty. Leave it off for soft predictions, where a
     near-zero probability map would be misread as foreground.
     """
-    image = _open(path)
-    if image.mode in _WIDE_MODES:
-        grey = _wide_to_uint8(image)
-    else:
-        grey = np.asarray(image.convert('L'))
-    if labels01 and grey.max(initial=0) == 1:
-        grey = grey * np.uint8(255)
-    return grey
+    return _grey(_open(path), labels01)
 
 
 def read_mask(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
@@ -92,11 +92,7 @@ def read_mask(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
         if alpha.min() != alpha.max():
             return alpha
         image = image.convert('RGB' if len(image.getbands()) > 2 else 'L')
-    if image.mode in _WIDE_MODES:
-        grey = _wide_to_uint8(image)
-    else:
-        grey = np.asarray(image.convert('L'))
-    return grey * np.uint8(255) if grey.max(initial=0) == 1 else grey
+    return _grey(image, labels01=True)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
