@@ -15,14 +15,16 @@ import argparse
 import logging
 import sys
 
-from dataset.download import DownloadError, download_source
-from dataset.sources import DATASET_DOC, DRIVE_FOLDERS, EVALUATION, SOURCES, TRAINING
+from dataset.sources import DATASET_DOC, DRIVE_FOLDERS, EVALUATION, TRAINING
+from dataset.sources import SOURCES as DATA_SOURCES
+from models.hub import WEIGHT_SOURCES
+from util.fetch import DownloadError, download_source
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--what', nargs='+', default=['training'],
-                        help=f"training, evaluation, all, or names: {', '.join(SOURCES)}")
+                        help=f"training, evaluation, all, or names: {', '.join({**DATA_SOURCES, **WEIGHT_SOURCES})}")
     parser.add_argument('--root', default='data')
     parser.add_argument('--mirror', help='base URL serving every file under its name (and optionally SHA256SUMS)')
     parser.add_argument('--url', action='append', default=[], metavar='NAME=URL',
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--folders', action='store_true',
                         help='print where the coarse masks published as Google Drive folders are, and their layout')
     args = parser.parse_args(argv)
+    sources = {**DATA_SOURCES, **WEIGHT_SOURCES}  # looked up at call time: tests replace entries
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     log = logging.getLogger('download')
     if args.folders:
@@ -40,16 +43,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f'- {folder.name}\n    layout: {folder.layout}')
         return 0
 
-    groups = {'training': TRAINING, 'evaluation': EVALUATION, 'all': tuple(SOURCES)}
+    groups = {'training': TRAINING, 'evaluation': EVALUATION, 'all': tuple(sources)}
     names = [n for w in args.what for n in groups.get(w, (w,))]
-    unknown = [n for n in names if n not in SOURCES]
+    unknown = [n for n in names if n not in sources]
     if unknown:
-        parser.error(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(SOURCES)}")
+        parser.error(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(sources)}")
     urls = dict(u.split('=', 1) for u in args.url)
     failed = 0
     for name in dict.fromkeys(names):
         try:
-            download_source(name, args.root, args.mirror, urls, args.keep_archives)
+            download_source(sources[name], args.root, args.mirror, urls, args.keep_archives)
         except DownloadError as e:
             log.error('%s', e)
             failed += 1

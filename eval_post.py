@@ -20,7 +20,7 @@ import sys
 
 from evaluation.scene_folders import fuse_and_score_folder
 from util.image_io import ImageReadError
-from util.post_eval import evaluate_folder, format_results, write_results
+from evaluation.post_eval import evaluate_folder, format_results, write_results
 
 
 def main(argv: list[str] | None = None) -> int:

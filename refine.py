@@ -15,11 +15,10 @@ import argparse
 import logging
 import sys
 
-import torch
-
-from inference.run import RefineOptions, refine_directory, refine_file
+from inference.cli import add_model_flags, parse_with_model
+from inference.files import RefineOptions, refine_directory, refine_file
+from inference.refiner import Refiner
 from models.checkpoint import CheckpointError
-from models.refiner import Refiner
 from util.image_io import ImageReadError
 
 
@@ -38,12 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--instances', action='store_true', help='MASK is a label map (0 = background): '
                         'refine every object and write a label map')
     parser.add_argument('--resize_mask', action='store_true', help='resize a mask of another size (nearest)')
-    parser.add_argument('--fast', action='store_true', help='Global step only')
-    parser.add_argument('--L', type=int, default=900, help='global resolution and local crop side (px)')
-    parser.add_argument('--batch', type=int, default=1, help='crops / object windows per forward pass')
-    parser.add_argument('--model', default='lite', help='lite (bundled), cascadepsp (downloaded once) or a file')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    args = parser.parse_args(argv)
+    add_model_flags(parser)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    log = logging.getLogger('refine')
+    try:
+        args, model, cfg = parse_with_model(parser, argv, {'batch': 'crops / object windows per forward pass'})
+    except CheckpointError as e:
+        log.error('%s', e)
+        return 2
     if bool(args.dir) == bool(args.image):
         parser.error('give IMAGE MASK -o OUT, or --dir IN --output OUT')
     if args.image and (not args.mask or not args.output):
@@ -52,15 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--dir needs --output')
     if args.image and (args.visualize is True or args.cutout is True):
         parser.error('in single mode, --visualize and --cutout take a file name')
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    log = logging.getLogger('refine')
-    opts = RefineOptions(fast=args.fast, L=args.L, batch=args.batch, binary=args.binary,
-                         resize_mask=args.resize_mask, instances=args.instances)
-    try:
-        refiner = Refiner(args.model, device=args.device)
-    except CheckpointError as e:
-        log.error('%s', e)
-        return 2
+    opts = RefineOptions(binary=args.binary, resize_mask=args.resize_mask, instances=args.instances, cfg=cfg)
+    refiner = Refiner(model=model, device=args.device)
     if args.dir:
         report = refine_directory(refiner, args.dir, args.output, args.mask_suffix, opts,
                                   bool(args.visualize), bool(args.cutout))

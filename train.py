@@ -1,31 +1,110 @@
-"""Train the CascadePSP refinement module.
+"""Train a refinement network with its method's recipe (the method follows from --arch).
 
-    python train.py EXP_ID [-i 45000] [-b 12] [--lr 2.25e-4] [--steps 22500 37500] [--data_root data] ...
+    python train.py EXP_ID [--arch cascadepsp|lite] [-i 45000] [-b 12] [--lr 2.25e-4] [--data_root data] ...
     torchrun --nproc_per_node=N train.py EXP_ID ...      # N GPUs; -b is the global batch
+    python train.py EXP_ID --preset lite                 # every stage of a named recipe, in order
 
-Every field of util.config.TrainConfig is a flag; `python train.py -h` lists them. EXP_ID NULL runs
-without TensorBoard logs or checkpoints. `--resume saves/RUN/checkpoint_N.pth` continues a killed run.
+Every field of the method's training config is a flag; `python train.py -h [--arch A]` lists them. EXP_ID
+NULL runs without TensorBoard logs or checkpoints. `--resume saves/RUN/checkpoint_N.pth` continues a killed
+run. A preset's stages run as EXP_ID_STAGE, each starting from the checkpoint of the stage it names; flags
+given on the command line override the preset's values in every stage (`--stage S` runs one stage only).
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import sys
+from pathlib import Path
 
-from models.checkpoint import CheckpointError
-from util.config import parse_args
-from util.trainer import NonFiniteLoss, train
+from methods import METHODS, method_of
+from methods.base import Method, Stage, TrainConfig
+from models.checkpoint import CheckpointError, read_checkpoint
+from training.loop import NonFiniteLoss, train
+from util.cli import add_dataclass_flags, dataclass_from_args
+
+log = logging.getLogger('train')
+
+
+def _parser(method: Method, suppress: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('exp_id', nargs='?', default=argparse.SUPPRESS if suppress else 'NULL',
+                        help='experiment id (NULL disables logging and saving)')
+    parser.add_argument('--preset', choices=sorted(method.presets) or None,
+                        help='a named training recipe of the method: its stages run in order')
+    parser.add_argument('--stage', help='with --preset: run this stage only')
+    add_dataclass_flags(parser, method.TrainConfig, skip=('exp_id',), suppress=suppress)
+    return parser
+
+
+def _pick_method(argv: list[str] | None) -> Method:
+    """The method of ``--arch``, of a preset's name, or of the run being resumed (default: cascadepsp)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--arch')
+    pre.add_argument('--preset')
+    pre.add_argument('--resume')
+    known, _ = pre.parse_known_args(argv)
+    if known.arch:
+        return method_of(known.arch)
+    if known.preset:
+        for method in METHODS.values():
+            if known.preset in method.presets:
+                return method
+    if known.resume:
+        config = read_checkpoint(known.resume).get('config') or {}
+        return method_of(config.get('arch', 'cascadepsp'))
+    return METHODS['cascadepsp']
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """The training config the command line ``argv`` describes (without running a preset)."""
+    method = _pick_method(argv)
+    return dataclass_from_args(method.TrainConfig, _parser(method).parse_args(argv))
+
+
+def _run_stages(method: Method, preset: str, only: str | None, exp_id: str, explicit: dict) -> None:
+    stages: tuple[Stage, ...] = method.presets[preset]
+    if only and only not in {s.name for s in stages}:
+        raise ValueError(f'preset {preset!r} has no stage {only!r}; its stages: {", ".join(s.name for s in stages)}')
+    if exp_id.upper() == 'NULL' and len(stages) > 1 and not only:
+        raise ValueError('a preset of several stages needs an EXP_ID: each stage starts from the last one\'s checkpoint')
+    finished: dict[str, Path] = {}
+    for stage in stages:
+        if only and stage.name != only:
+            continue
+        values = {**stage.overrides, 'exp_id': f'{exp_id}_{stage.name}'}
+        if stage.load_from and 'load' not in explicit:
+            earlier, iteration = stage.load_from
+            if earlier not in finished:
+                raise ValueError(f'stage {stage.name} starts from stage {earlier}\'s checkpoint: run it first, or '
+                                 f'give --load saves/RUN_{exp_id}_{earlier}/checkpoint_{iteration or "final"}.pth')
+            values['load'] = str(finished[earlier].parent / (f'checkpoint_{iteration}.pth' if iteration
+                                                             else 'checkpoint_final.pth'))
+        cfg = method.TrainConfig(**{**values, **explicit})
+        log.info('preset %s, stage %s', preset, stage.name)
+        final = train(cfg)
+        if final is not None:
+            finished[stage.name] = final
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     try:
-        train(cfg)
+        method = _pick_method(argv)
+        args = _parser(method).parse_args(argv)
+        if args.preset:
+            explicit = {k: v for k, v in vars(_parser(method, suppress=True).parse_args(argv)).items()
+                        if k not in ('exp_id', 'preset', 'stage')}
+            _run_stages(method, args.preset, args.stage, args.exp_id, explicit)
+        else:
+            if args.stage:
+                raise ValueError('--stage needs --preset')
+            train(dataclass_from_args(method.TrainConfig, args))
     except NonFiniteLoss as e:
-        logging.getLogger('train').error('%s', e)
+        log.error('%s', e)
         return 1
     except (FileNotFoundError, CheckpointError, ValueError) as e:  # bad data root, weights file, batch size
-        logging.getLogger('train').error('%s', e)
+        log.error('%s', e)
         return 2
     return 0
 

@@ -4,6 +4,7 @@ Images are H x W x 3 uint8 RGB, masks H x W uint8; the same geometric draw is ap
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)
@@ -22,6 +23,20 @@ def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.G
         h, w = mask.shape
     y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
     return image[y:y + size, x:x + size], mask[y:y + size, x:x + size]
+
+
+def random_rescale(image: np.ndarray, mask: np.ndarray, scale_range: tuple[float, float],
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Resize both by a factor drawn log-uniformly from ``scale_range`` (area when shrinking, bilinear
+    when enlarging; the mask is resized like the image and stays soft at its boundary)."""
+    lo, hi = scale_range
+    if lo == hi == 1.0:
+        return image, mask
+    s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    h, w = mask.shape
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interp), cv2.resize(mask, size, interpolation=interp)
 
 
 def random_flip(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,11 @@
 """Evaluation folders of coarse masks made from ground truths, in the BIG layout that ``eval.py`` reads.
 
-Two families, as ``scripts/benchmark_learning.py`` reports them:
-  * ``lowres``: the ground truth area-downscaled x8, bilinearly upsampled, thresholded at 127 (a
-    low-resolution segmenter's output: the BIG situation);
-  * ``perturbed``: the training perturbation at an IoU target drawn from U[0.8, 0.9).
+Families, as ``scripts/benchmark_learning.py`` reports them:
+  * ``lowres4``, ``lowres`` (x8), ``lowres16``: the ground truth area-downscaled by the factor, bilinearly
+    upsampled, thresholded at 127 (a low-resolution segmenter's output: the BIG situation);
+  * ``perturbed``: the training perturbation at an IoU target drawn from U[0.8, 0.9);
+  * ``jitter``: :func:`dataset.degrade.jitter_mask` (a smooth displacement of 2-4 px and a dilation or
+    erosion of up to 2 px), which no training recipe uses.
 Each pair's draw is seeded by its name, so a folder is the same on every machine and every run.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.degrade import lowres_mask
+from dataset.degrade import jitter_mask, lowres_mask
 from dataset.perturb import perturb_mask
 from dataset.readers import Pair
 from dataset.splits import pair_key
@@ -22,16 +24,20 @@ from util.atomic import atomic_path, write_image
 from util.image_io import read_grey
 from util.transforms import binarize
 
-FAMILIES = ('lowres', 'perturbed')
+FAMILIES = ('lowres4', 'lowres', 'lowres16', 'perturbed', 'jitter')
+#: The low-resolution families and their factors.
+LOWRES = {'lowres4': 4, 'lowres': 8, 'lowres16': 16}
 
 
 def coarse_mask(gt: np.ndarray, family: str, key: str, seed: int = 0) -> np.ndarray:
     """The ``family`` coarse mask of an H x W uint8 ground truth; ``key`` (the pair's name) seeds the draw."""
-    if family == 'lowres':
-        return lowres_mask(gt, 8, 127)
+    if family in LOWRES:
+        return lowres_mask(gt, LOWRES[family], 127)
+    rng = np.random.default_rng([zlib.crc32(key.encode()), seed])
     if family == 'perturbed':
-        rng = np.random.default_rng([zlib.crc32(key.encode()), seed])
         return perturb_mask(gt, rng.uniform(0.8, 0.9), rng)
+    if family == 'jitter':
+        return jitter_mask(gt, rng.uniform(2.0, 4.0), rng.uniform(24, 64), int(rng.integers(-2, 3)), rng)
     raise ValueError(f'unknown coarse family {family!r}; known: {", ".join(FAMILIES)}')
 
 

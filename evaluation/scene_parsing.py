@@ -5,7 +5,7 @@ components back into a label map, and score it, exactly as the authors' ``ade_ex
 Labels: 0 = void (ground truth only), 1..150 = ADE20K classes. Model outputs in 0..149 need the authors'
 +1 shift first (:func:`all_plus_one`). Quirks kept by default so the numbers stay comparable with the paper:
   * the split's closing kernel is an asymmetric 10 x 10 disc (regions lose a top row / left column);
-  * a component's box never holds the last image row and column (:func:`models.objects.grown_box`);
+  * a component's box never holds the last image row and column (:func:`inference.objects.grown_box`);
   * mIoU is the mean over all 150 classes, absent classes counting 0;
   * per image, the smallest label of gt ∪ input is dropped from the counts (meant to be void; without void
     pixels, a real class is dropped).
@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from models.objects import Box, grown_box
-from util.metrics import boundary_accuracy
+from util.boxes import Box, grown_box
+from evaluation.metrics import boundary_accuracy
 
 NUM_CLASSES = 150
 #: Minimum size (pixels, exclusive) of a class in the input and of a closed component.

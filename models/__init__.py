@@ -1,10 +1,9 @@
-"""Refinement modules (the authors' RM and the compact lite), their cascade inference, checkpoints and
-weights by name."""
+"""Networks and their weights only: the authors' RM and ``lite`` (``models/cascadepsp``), the architecture
+registry, checkpoints and weights by name. What to do with a network lives in ``methods/``."""
+from models.cascadepsp.lite import LiteRefinementModule
+from models.cascadepsp.refinement import OUTPUT_KEYS, RefinementModule
 from models.hub import load_pretrained
-from models.lite import LiteRefinementModule
-from models.refinement import OUTPUT_KEYS, RefinementModule
-from models.refiner import Refiner, refine_image
 from models.registry import ARCHITECTURES, build_model
 
-__all__ = ['ARCHITECTURES', 'OUTPUT_KEYS', 'LiteRefinementModule', 'RefinementModule', 'Refiner', 'build_model',
-           'load_pretrained', 'refine_image']
+__all__ = ['ARCHITECTURES', 'OUTPUT_KEYS', 'LiteRefinementModule', 'RefinementModule', 'build_model',
+           'load_pretrained']

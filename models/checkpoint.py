@@ -1,9 +1,9 @@
 """Loading and saving refinement-module weights.
 
 Accepted files (all loaded with ``torch.load(weights_only=True)``):
-  * the authors' released ``model``: a bare state dict saved from ``nn.DataParallel`` (keys start
-    with ``module.``); a bare state dict is always the ``cascadepsp`` architecture;
-  * a bare state dict without the prefix;
+  * a released file: a bare state dict, often saved from ``nn.DataParallel`` (keys start with ``module.``),
+    recognised by its keys (:data:`models.registry.RELEASED_LAYOUTS`: today the authors' CascadePSP
+    ``model``); a bare state dict of no known layout is an error that lists the known layouts;
   * this project's checkpoints: a dict with ``'model'`` (the state dict, float32 or float16), ``'arch'``
     (a name of :mod:`models.registry`) and ``'hparams'`` (its keyword arguments), so
     :func:`load_model` rebuilds the right model from the file alone.
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from models.registry import RELEASED_LAYOUTS, build_model, recognise_layout
 from util.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,21 @@ def extract_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
 
 
-def checkpoint_arch(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(architecture name, hyper-parameters) recorded in a checkpoint; a bare state dict is ``cascadepsp``."""
+def checkpoint_arch(data: dict[str, Any], source: str = 'checkpoint') -> tuple[str, dict[str, Any]]:
+    """(architecture name, hyper-parameters) recorded in a checkpoint, or recognised from a bare state dict's
+    keys (:func:`models.registry.recognise_layout`). Raises :class:`CheckpointError` naming the known layouts
+    when a bare state dict matches none."""
     if isinstance(data.get('model'), dict) and 'arch' in data:
-        return str(data['arch']), dict(data.get('hparams') or {})
-    return 'cascadepsp', {}
+        hparams = data.get('hparams') or {}
+        if not isinstance(hparams, dict):
+            raise CheckpointError(f'{source}: its hyper-parameters are not a mapping ({type(hparams).__name__})')
+        return str(data['arch']), dict(hparams)
+    arch = recognise_layout(set(extract_state_dict(data)))
+    if arch is None:
+        layouts = '; '.join(f'{a} (keys such as {", ".join(keys[:2])})' for a, keys in RELEASED_LAYOUTS.items())
+        raise CheckpointError(f'{source}: a bare state dict of no known layout; known released layouts: {layouts}. '
+                              'A checkpoint of this project records its architecture.')
+    return arch, {}
 
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -79,7 +90,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
     ``data``: the file's content when the caller has already read it (see :func:`read_checkpoint`).
     """
     data = read_checkpoint(path) if data is None else data
-    arch, _ = checkpoint_arch(data)
+    if isinstance(data.get('model'), dict) and 'arch' in data:
+        arch = str(data['arch'])
+    else:  # a bare state dict: the strict key check below names what does not match
+        arch = recognise_layout(set(extract_state_dict(data))) or getattr(model, 'arch', '')
     if getattr(model, 'arch', arch) != arch:
         raise CheckpointError(f'{path}: holds a {arch!r} model, not {model.arch!r}')
     state = extract_state_dict(data)
@@ -92,9 +106,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
 
 def load_model(path: str | os.PathLike) -> nn.Module:
     """Build the architecture recorded in ``path`` (see the module docstring) and load its weights."""
-    from models.registry import build_model  # the registry imports every architecture
     data = read_checkpoint(path)
-    arch, hparams = checkpoint_arch(data)
+    arch, hparams = checkpoint_arch(data, str(path))
     try:
         model = build_model(arch, **hparams)
     except ValueError as e:

@@ -13,10 +13,25 @@ from pathlib import Path
 import torch.nn as nn
 
 from models.checkpoint import CheckpointError, load_model
+from util.fetch import DownloadError, Remote, Source, download_source, drive_candidates, url_candidate
 
 #: Weights shipped in the repository (fp16; see the README for how they were trained).
 BUNDLED = {'lite': Path(__file__).resolve().parent / 'weights' / 'lite.pth'}
-#: Weights downloaded into the cache on first use: name -> source of :mod:`dataset.sources`.
+#: The released weights (259 MB): the file the authors' pip package downloads, with its published MD5.
+MODEL_URL = 'https://github.com/hkchengrex/CascadePSP/releases/download/v1.0/model'
+MODEL_MD5 = '7478d4a9c42ab52beb6d7e9683402fe0'
+
+#: Published weights, as download sources (``download_dataset.py --what model`` fetches them too). The
+#: GitHub release is MD5-verified; the Drive copy of the retrained model is its backup (no checksum is
+#: published for it, which the download log says).
+WEIGHT_SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source('model', 'file', (Remote('model', (url_candidate(MODEL_URL, MODEL_MD5),
+                                              *drive_candidates('1FMmUYtWsZB4fReoQmtqqn-NOZrC8CfWK'))),),
+           note="the released CascadePSP weights ('model', 259 MB)"),
+    Source('model_paper', 'file', (Remote('model_paper', drive_candidates('103nLN1JQCs2yASkna0HqfioYZO7MA_J9')),),
+           note='the weights of the paper (the release above is the retrained, slightly better model)'),
+)}
+#: Weights downloaded into the cache on first use: name -> source of :data:`WEIGHT_SOURCES`.
 DOWNLOADED = {'cascadepsp': 'model', 'cascadepsp_paper': 'model_paper'}
 #: The model used when none is named.
 DEFAULT = 'lite'
@@ -40,14 +55,12 @@ def resolve_weights(name_or_path: str | os.PathLike | None = None, download: boo
         return BUNDLED[name]
     if name not in DOWNLOADED:
         return Path(name)
-    from dataset.download import DownloadError, download_source  # only when a download may be needed
-    from dataset.sources import SOURCES
-    source = SOURCES[DOWNLOADED[name]]
+    source = WEIGHT_SOURCES[DOWNLOADED[name]]
     target = cache_dir() / source.name
     if target.is_file() or not download:
         return target
     try:
-        return download_source(source.name, cache_dir())
+        return download_source(source, cache_dir())
     except DownloadError as e:
         first = source.remotes[0].candidates[0]
         checksum = f' (MD5 {first.md5})' if first.md5 else ''

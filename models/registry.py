@@ -8,18 +8,35 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from models.lite import LiteRefinementModule
-from models.refinement import RefinementModule
-from models.three_level import ThreeLevelCascade
+import torch.nn as nn
 
-#: name -> constructor taking the architecture's hyper-parameters as keyword arguments.
-ARCHITECTURES: dict[str, Callable[..., ThreeLevelCascade]] = {
+from models.cascadepsp.lite import LiteRefinementModule
+from models.cascadepsp.refinement import RefinementModule
+
+#: name -> constructor taking the architecture's hyper-parameters as keyword arguments. Every network has
+#: an ``arch`` attribute (its name here) and ``hparams`` (its keyword arguments), saved with its weights.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     'cascadepsp': RefinementModule,   # the authors' RM (ResNet-50 PSPNet); loads the released weights
     'lite': LiteRefinementModule,     # compact RM for CPUs; the bundled weights
 }
 
+#: Released files are bare state dicts (no architecture recorded): each architecture with a released file
+#: names keys that only its layout has (after any ``module.`` prefix is removed), and a bare state dict
+#: holding all of them is read as that architecture, with default hyper-parameters.
+RELEASED_LAYOUTS: dict[str, tuple[str, ...]] = {
+    'cascadepsp': ('feats.conv1.weight', 'psp.stages.0.1.weight', 'final_11.weight', 'final_21.weight'),
+}
 
-def build_model(arch: str = 'cascadepsp', **hparams: Any) -> ThreeLevelCascade:
+
+def recognise_layout(keys: set[str]) -> str | None:
+    """The architecture whose released layout ``keys`` (a bare state dict's, unprefixed) match, or None."""
+    for arch, signature in RELEASED_LAYOUTS.items():
+        if all(k in keys for k in signature):
+            return arch
+    return None
+
+
+def build_model(arch: str = 'cascadepsp', **hparams: Any) -> nn.Module:
     """A freshly initialised model of architecture ``arch``."""
     if arch not in ARCHITECTURES:
         raise ValueError(f'unknown architecture {arch!r}; known: {", ".join(ARCHITECTURES)}')

@@ -20,7 +20,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from util.image_io import read_grey  # noqa: E402
-from util.metrics import boundary_radii, score_image  # noqa: E402
+from evaluation.metrics import boundary_radii, score_image  # noqa: E402
 
 
 def main() -> int:

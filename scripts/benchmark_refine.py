@@ -38,11 +38,10 @@ def run_one(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
-    from models.cascade import CascadeConfig
-    from models.objects import refine_objects
-    from models.refiner import refine_image
+    from inference.objects import refine_objects
+    from inference.predict import default_config, image_tensors, refine_image
     from util.image_io import read_grey, read_rgb
-    from util.transforms import normalize_image, normalize_mask
+    from util.transforms import binarize
 
     model = _model(args.model[0]).to(args.device)
     if args.mode == 'forward896':
@@ -57,11 +56,10 @@ def run_one(args: argparse.Namespace) -> dict:
                 'threads': torch.get_num_threads(), 'peak_cpu_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 'peak_gpu_mib': None, 'parameters': sum(p.numel() for p in model.parameters())}
     image, mask = read_rgb(args.image), read_grey(args.mask)
-    im, seg = normalize_image(image), normalize_mask((mask > 127).astype('uint8') * 255)
-    cfg = CascadeConfig(L=args.L, stride=args.stride, batch=args.batch)
-    global_only = args.mode == 'global_only'
+    im, seg = image_tensors(image, binarize(mask))
+    cfg = default_config(model, L=args.L, stride=args.stride, batch=args.batch, global_only=args.mode == 'global_only')
     if args.device.startswith('cuda'):  # warm-up: cuDNN autotuning and context creation are not refinement
-        refine_image(model, im[..., :args.L, :args.L], seg[..., :args.L, :args.L], cfg, global_only=True)
+        refine_image(model, im[..., :args.L, :args.L], seg[..., :args.L, :args.L], cfg)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -71,10 +69,10 @@ def run_one(args: argparse.Namespace) -> dict:
         obj[ys.min():ys.min() + 600, xs.min():xs.min() + 600] = True
         obj &= mask > 127
         with torch.inference_mode():
-            refine_objects(model, im, [obj], args.L, args.stride, args.batch)
+            refine_objects(model, im, [obj], cfg)
         crops = 1
     else:
-        _, crops = refine_image(model, im, seg, cfg, global_only=global_only)
+        crops = int(refine_image(model, im, seg, cfg).stats.get('crops', 0))
     if args.device.startswith('cuda'):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data_root', default='data', help='folder holding SOURCE/STEM.jpg|png')
     parser.add_argument('--split', default=str(VAL_SPLIT), help='split file (default: the held-out split)')
-    parser.add_argument('--family', nargs='+', choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument('--family', nargs='+', choices=FAMILIES, default=['lowres', 'perturbed'])
     parser.add_argument('--every', type=int, default=1, help='use every N-th pair of the split (a subset for validation)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--output', required=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from util.atomic import write_text  # noqa: E402
-from util.tables import results_table  # noqa: E402
+from evaluation.tables import results_table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,3 +54,37 @@ def seeded_model():
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def make_tiny_data(root: Path, n: int = 3, size: tuple[int, int] = (40, 52)) -> Path:
+    """``root/ecssd`` with n random images (X.jpg) and their box masks (X.png)."""
+    from PIL import Image
+    flat = root / 'ecssd'
+    flat.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        h, w = size
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        mask[8 + i:30, 10:40 - i] = 255
+        image[mask > 0] //= 3
+        Image.fromarray(image).save(flat / f'{i}.jpg')
+        Image.fromarray(mask).save(flat / f'{i}.png')
+    return root
+
+
+@pytest.fixture()
+def tiny_data(tmp_path):
+    """A callable that writes the tiny training set under tmp_path/data (see :func:`make_tiny_data`)."""
+    return lambda n=3, size=(40, 52): make_tiny_data(tmp_path / 'data', n, size)
+
+
+@pytest.fixture()
+def train_args(tmp_path):
+    """A callable giving train.py arguments for 4 CPU iterations on the tiny set, plus ``extra``."""
+    def args(*extra: str) -> list[str]:
+        return ['tiny', '-i', '4', '-b', '2', '--data_root', str(tmp_path / 'data'), '--crop_size', '32',
+                '--workers', '0', '--device', 'cpu', '--save_interval', '2', '--log_interval', '1',
+                '--image_interval', '2', '--log_dir', str(tmp_path / 'runs'), '--save_dir', str(tmp_path / 'saves'),
+                '--steps', '1', '3', *extra]
+    return args

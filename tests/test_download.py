@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 import download_dataset
-from dataset.download import drive_confirmation_url
+
 from dataset.readers import class_folder_pairs, flat_pairs
-from dataset.sources import SOURCES, Candidate, Remote, Source
+from dataset.sources import SOURCES
+from models.hub import WEIGHT_SOURCES
+from util.fetch import Candidate, Remote, Source, drive_confirmation_url
 
 
 def _png(array) -> bytes:
@@ -255,14 +257,14 @@ def test_weights_by_name_md5_and_offline(server, tmp_path, monkeypatch, caplog):
     server.files['model'] = torch_file.read_bytes()
     md5 = hashlib.md5(server.files['model']).hexdigest()
 
-    monkeypatch.setitem(SOURCES, 'model', _model_source(f'{server.url}/model', '0' * 32))
+    monkeypatch.setitem(WEIGHT_SOURCES, 'model', _model_source(f'{server.url}/model', '0' * 32))
     with pytest.raises(CheckpointError) as err:
         resolve_weights('cascadepsp')
     text = str(err.value)
     assert f'{server.url}/model' in text and 'expected ' + '0' * 32 in text and f'received {md5}' in text
     assert not (tmp_path / 'cache' / 'model').exists() and not (tmp_path / 'cache' / '.downloads' / 'model').exists()
 
-    monkeypatch.setitem(SOURCES, 'model', _model_source(f'{server.url}/model', md5))
+    monkeypatch.setitem(WEIGHT_SOURCES, 'model', _model_source(f'{server.url}/model', md5))
     path = resolve_weights('cascadepsp')
     assert path == tmp_path / 'cache' / 'model' and path.read_bytes() == server.files['model']
     server.requests.clear()
@@ -270,7 +272,7 @@ def test_weights_by_name_md5_and_offline(server, tmp_path, monkeypatch, caplog):
     assert not server.requests  # found in the cache: not fetched again
 
     monkeypatch.setenv('CASCADEPSP_HOME', str(tmp_path / 'empty'))
-    monkeypatch.setitem(SOURCES, 'model', _model_source('http://127.0.0.1:9/model', md5))
+    monkeypatch.setitem(WEIGHT_SOURCES, 'model', _model_source('http://127.0.0.1:9/model', md5))
     with pytest.raises(CheckpointError) as err:
         resolve_weights('cascadepsp')
     assert 'http://127.0.0.1:9/model' in str(err.value) and str(tmp_path / 'empty' / 'model') in str(err.value)

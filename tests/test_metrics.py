@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import eval_post
-from util.metrics import boundary_accuracy, boundary_radii, intersection_union, score_image, summarize
-from util.post_eval import find_triplets
+from evaluation.metrics import boundary_accuracy, boundary_radii, intersection_union, score_image, summarize
+from evaluation.post_eval import find_triplets
 
 
 def test_matches_reference(reference_dir):
@@ -150,7 +150,7 @@ def test_eval_post_prefix_and_problems(tmp_path):
 
 
 def test_make_table(tmp_path):
-    from util.tables import results_table
+    from evaluation.tables import results_table
     path = tmp_path / 'r.json'
     path.write_text(json.dumps({'summary': {'old_iou': 0.9049, 'new_iou': 0.9393, 'iou_delta': 0.0344,
                                             'old_mba': 0.5963, 'new_mba': 0.7532, 'mba_delta': 0.1569}}))

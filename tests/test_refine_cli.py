@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 import refine as refine_cli
-from models.objects import grown_box, labels_from_probabilities, refine_objects
-from models.refiner import Refiner
+from util.boxes import grown_box, labels_from_probabilities
+from inference.refiner import Refiner
 from util.image_io import read_grey
-from util.metrics import score_image
+from evaluation.metrics import score_image
 from util.transforms import normalize_image
 
 

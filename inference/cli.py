@@ -1,0 +1,48 @@
+"""Command-line plumbing shared by ``eval.py`` and ``refine.py``: the model is named by ``--model``, and the
+flags of its method's inference config (:class:`methods.base.Method.InferConfig`) are added to the parser."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from methods import method_of_model
+from models.hub import load_pretrained
+from util.cli import add_dataclass_flags, dataclass_from_args
+
+
+def default_device() -> str:
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def add_model_flags(parser: argparse.ArgumentParser, default: str = 'lite') -> None:
+    parser.add_argument('--model', default=default,
+                        help="lite (bundled, default), cascadepsp (the authors' weights, downloaded once), "
+                             "or a path: the released 'model' file or a train.py checkpoint")
+    parser.add_argument('--device', default=default_device())
+
+
+def parse_with_model(parser: argparse.ArgumentParser, argv: list[str] | None,
+                     help_overrides: dict[str, str] | None = None) -> tuple[argparse.Namespace, nn.Module, Any]:
+    """Load the model named by ``--model`` (on ``--device``), add its method's inference flags, parse.
+
+    Returns (arguments, model in eval mode, the method's inference config). Raises
+    :class:`models.checkpoint.CheckpointError` for a model that cannot be loaded; a bad flag value exits
+    through ``parser.error`` as usual.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    add_model_flags(pre, parser.get_default('model') or 'lite')
+    known, _ = pre.parse_known_args(argv)
+    model = load_pretrained(known.model).to(known.device)
+    add_dataclass_flags(parser, method_of_model(model).InferConfig)
+    for action in parser._actions:  # command-specific wording of a shared flag
+        if help_overrides and action.dest in help_overrides:
+            action.help = help_overrides[action.dest]
+    args = parser.parse_args(argv)
+    try:
+        cfg = dataclass_from_args(method_of_model(model).InferConfig, args)
+    except ValueError as e:
+        parser.error(str(e))
+    return args, model, cfg

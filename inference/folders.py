@@ -1,0 +1,63 @@
+"""``eval.py``'s folder body, on the runner (:func:`util.runner.run_items`) that every command working
+through a folder shares (``eval.py``, ``eval.py --ade``, ``refine.py --dir``, ``split_scene.py``).
+
+``eval.py``'s input folder is ``NAME_im.jpg|png``,
+``NAME_seg.png`` and optionally ``NAME_gt.png``; its output folder gets ``NAME_im.png``, ``NAME_seg.png``,
+``NAME_gt.png`` (when given), ``NAME_mask.png`` = floor(p * 255), and ``{key}_NAME_mask.png`` for every
+named extra output of the method (e.g. CRM's scales), each written atomically; ``NAME_mask.png`` is
+written last and marks the image as finished.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from dataset.folders import Sample, find_samples, load_sample
+from inference.predict import image_tensors, refine_image
+from inference.visualize import refinement_panel
+from util.atomic import write_image
+from util.runner import RunReport, run_items
+from util.transforms import probability_to_uint8
+
+log = logging.getLogger(__name__)
+
+def _refine_sample(model: nn.Module, sample: Sample, output: Path, cfg: Any, visualize: Path | None) -> dict[str, float]:
+    image, seg, gt = load_sample(sample)
+    refined = refine_image(model, *image_tensors(image, seg), cfg)
+    mask = probability_to_uint8(refined.probs[0, 0])
+    write_image(output / f'{sample.name}_im.png', image)
+    write_image(output / f'{sample.name}_seg.png', seg)
+    if gt is not None:
+        write_image(output / f'{sample.name}_gt.png', gt)
+    for key, probs in refined.extra.items():
+        write_image(output / f'{key}_{sample.name}_mask.png', probability_to_uint8(probs[0, 0]))
+    if visualize is not None:
+        write_image(visualize / f'{sample.name}_panel.png', refinement_panel(image, seg, mask, gt))
+    write_image(output / f'{sample.name}_mask.png', mask)  # last: it marks the image as finished
+    return refined.stats
+
+
+def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Path, cfg: Any = None,
+                  overwrite: bool = False, clear_cache: bool = False, progress: bool = True,
+                  visualize_dir: str | Path | None = None) -> RunReport:
+    """Refine every sample of ``input_dir`` into ``output_dir`` with ``model``'s method and ``cfg`` (its
+    inference config); a bad sample is reported and skipped. ``visualize_dir``: also write
+    ``NAME_panel.png`` there (see :mod:`inference.visualize`)."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    samples, problems = find_samples(input_dir)
+    report = RunReport(failures=list(problems))
+    for p in problems:
+        log.error(p)
+    todo = [s for s in samples if overwrite or not (output / f'{s.name}_mask.png').is_file()]
+    report.skipped = len(samples) - len(todo)
+    if report.skipped:
+        log.info('%d image(s) already refined in %s (use --overwrite to redo them)', report.skipped, output)
+    visualize = Path(visualize_dir) if visualize_dir else None
+    empty_cache = (lambda: torch.cuda.empty_cache()) if clear_cache and torch.cuda.is_available() else None
+    return run_items(todo, lambda s: _refine_sample(model, s, output, cfg, visualize), lambda s: s.name,
+                     report, progress, empty_cache)

@@ -1,0 +1,158 @@
+"""The learning benchmark's runner: does a model improve coarse masks of held-out images, and by more than
+the classical alternative?
+
+For each family of coarse masks (:mod:`dataset.coarse_sets`) it scores, with the project's IoU and mBA:
+the coarse input itself, a colour guided filter of it (He et al. 2010), and each model (Global+Local).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dataset.folders import find_samples, load_sample
+from evaluation.metrics import score_image, summarize
+from inference.predict import image_tensors, refine_image
+from util.guided_filter import guided_filter
+from util.image_io import read_grey, read_rgb
+from util.transforms import binarize, probability_to_uint8
+
+#: A method maps (H x W x 3 uint8 RGB image, H x W uint8 coarse mask) to an H x W uint8 mask.
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: The guided-filter settings a user would try, (radius divisor, eps): radius (H + W) / divisor px.
+FILTER_SETTINGS = tuple((per, eps) for per in (300, 150, 75) for eps in (1e-4, 1e-3, 1e-2))
+
+
+def filter_label(per: float, eps: float) -> str:
+    return f'guided filter r=(H+W)/{per:g} eps={eps:g}'
+
+
+def guided_filter_methods() -> dict[str, Method]:
+    """One method per setting of :data:`FILTER_SETTINGS`."""
+    return {filter_label(per, eps): (lambda image, coarse, per=per, eps=eps:
+                                     guided_filter_mask(image, coarse, eps, radius_per=per))
+            for per, eps in FILTER_SETTINGS}
+
+
+@torch.inference_mode()
+def guided_filter_mask(image: np.ndarray, coarse: np.ndarray, eps: float = 1e-4, threshold: float = 0.5,
+                       radius_per: float = 150) -> np.ndarray:
+    """The classical refinement: colour guided filter of the coarse mask, radius (H + W) / ``radius_per`` px,
+    ``eps`` in squared [0, 1]-RGB units, then a threshold. Returns H x W uint8 0/255."""
+    h, w = coarse.shape
+    guide = torch.from_numpy(np.array(image, np.float32)).permute(2, 0, 1)[None] / 255
+    src = torch.from_numpy((coarse > 127).astype(np.float32))[None, None]
+    q = guided_filter(guide, src, max(1, round((h + w) / radius_per)), eps)[0, 0].numpy()
+    return np.where(q > threshold, 255, 0).astype(np.uint8)
+
+
+def model_method(model: nn.Module, cfg: Any = None) -> Method:
+    """Refinement by ``model`` with its method and ``cfg`` (its inference config; default: its defaults)."""
+    def run(image: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        return probability_to_uint8(refine_image(model, *image_tensors(image, coarse), cfg).probs[0, 0])
+    return run
+
+
+@dataclass
+class MethodResult:
+    method: str
+    summary: dict          #: :func:`evaluation.metrics.summarize` of (coarse input, method output)
+    seconds: float
+    scores: list = field(default_factory=list)  #: the per-image :class:`evaluation.metrics.ImageScore`
+
+    @property
+    def iou(self) -> float:
+        return self.summary['new_iou']
+
+    @property
+    def mba(self) -> float:
+        return self.summary['new_mba']
+
+
+def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | None) -> dict[str, MethodResult]:
+    """``items`` yields (name, image, coarse mask, reference mask); the coarse input itself is ``'input'``."""
+    methods = {'input': lambda image, coarse: coarse, **methods}
+    scores: dict[str, list] = {m: [] for m in methods}
+    seconds = dict.fromkeys(methods, 0.0)
+    for i, (name, image, coarse, reference) in enumerate(items):
+        for m, method in methods.items():
+            start = time.perf_counter()
+            out = method(image, coarse)
+            seconds[m] += time.perf_counter() - start
+            scores[m].append(score_image(name, reference, coarse, out))
+        if progress:
+            progress(i + 1)
+    return {m: MethodResult(m, summarize(scores[m]), seconds[m], scores[m]) for m in methods}
+
+
+def score_folder(folder: str | Path, methods: dict[str, Method], progress: Callable[[int], None] | None = None
+                 ) -> dict[str, MethodResult]:
+    """Run every method on every NAME_im / NAME_seg / NAME_gt triplet of ``folder`` and score it against
+    the ground truth. The coarse input's own scores are ``'input'`` in the result."""
+    samples, problems = find_samples(folder)
+    samples = [s for s in samples if s.gt is not None]
+    if problems or not samples:
+        raise FileNotFoundError(f'{folder}: ' + ('; '.join(problems) or 'no triplets with a ground truth'))
+    return _score(((s.name, *load_sample(s)) for s in samples), methods, progress)
+
+
+def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], methods: dict[str, Method]
+                            ) -> dict[str, MethodResult]:
+    """Score methods against a reference *output* rather than a ground truth: ``triplets`` are (name, image,
+    coarse mask, reference mask) files, e.g. the authors' released model's outputs on the H36M samples.
+    JPEG masks are thresholded at 127, as the authors do."""
+    return _score(((name, read_rgb(im), binarize(read_grey(coarse)), binarize(read_grey(ref)))
+                   for name, im, coarse, ref in triplets), methods, None)
+
+
+def results_markdown(results: dict[str, dict[str, MethodResult]]) -> str:
+    """A markdown table: one row per (family, method), IoU and mBA x 100, seconds per image."""
+    def pct(x: float) -> str:
+        return 'n/a' if math.isnan(x) else f'{100 * x:.2f}'
+    rows = ['| coarse masks | method | IoU | mBA | s/image |', '|---|---|---|---|---|']
+    for family, by_method in results.items():
+        for name, r in by_method.items():
+            n = r.summary['images'] or 1
+            rows.append(f'| {family} | {name} | {pct(r.iou)} | {pct(r.mba)} | {r.seconds / n:.3f} |')
+    return '\n'.join(rows)
+
+
+def best_filter(results: dict[str, MethodResult]) -> MethodResult:
+    """The guided-filter setting of highest mean mBA among ``results`` (what a user tuning it would keep)."""
+    filters = [r for name, r in results.items() if name.startswith('guided filter')]
+    return max(filters, key=lambda r: (r.mba, r.iou))
+
+
+def win_tie_loss(model: MethodResult, other: MethodResult, tie: float = 1e-3) -> tuple[int, int, int]:
+    """Images where ``model``'s mBA beats, ties (within ``tie``, i.e. 0.1 point x 100) or loses to ``other``'s."""
+    wins = ties = losses = 0
+    for a, b in zip(model.scores, other.scores):
+        if math.isnan(a.mask_mba) or math.isnan(b.mask_mba):
+            continue
+        d = a.mask_mba - b.mask_mba
+        wins, ties, losses = wins + (d > tie), ties + (abs(d) <= tie), losses + (d < -tie)
+    return wins, ties, losses
+
+
+def comparison_markdown(results: dict[str, dict[str, MethodResult]], models: list[str]) -> str:
+    """Families x (input, best guided filter, each model): IoU / mBA x 100, and each model's per-image
+    win/tie/loss count on mBA against the best filter."""
+    def cell(r: MethodResult) -> str:
+        return f'{100 * r.iou:.2f} / {100 * r.mba:.2f}'
+    head = ['coarse masks', 'input', 'best guided filter'] + models + [f'{m}: W/T/L vs filter' for m in models]
+    rows = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for family, by in results.items():
+        gf = best_filter(by) if any(n.startswith('guided filter') for n in by) else None
+        cells = [family, cell(by['input']), f'{cell(gf)} ({gf.method[len("guided filter "):]})' if gf else '']
+        cells += [cell(by[m]) for m in models]
+        cells += ['/'.join(map(str, win_tie_loss(by[m], gf))) if gf else '' for m in models]
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(rows)

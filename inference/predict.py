@@ -1,0 +1,44 @@
+"""One entry point from the drivers to a method: :func:`refine_image` finds the model's method in the
+registry and runs its inference with its config."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from methods import Refined, method_of_model
+from util.transforms import normalize_image
+
+
+def mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    """H x W uint8 mask (0..255) -> 1 x 1 x H x W float32 in [0, 1] (no binarisation)."""
+    return torch.from_numpy(np.array(mask, copy=True))[None, None].float() / 255
+
+
+def image_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 x 3 x H x W normalised RGB, 1 x 1 x H x W coarse mask in [0, 1]) from uint8 arrays."""
+    return normalize_image(image), mask_tensor(mask)
+
+
+def default_config(model: nn.Module, **overrides: Any) -> Any:
+    """The inference config of ``model``'s method, with its defaults and ``overrides``."""
+    return method_of_model(model).InferConfig(**overrides)
+
+
+@torch.inference_mode()
+def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Any = None) -> Refined:
+    """Refine with ``model``'s method (:data:`methods.METHODS`).
+
+    Args:
+        model: a registered network in eval mode, on any device.
+        image: B x 3 x H x W normalised RGB, on the aggregation device (normally the CPU).
+        coarse: B x 1 x H x W coarse masks in [0, 1], same device.
+        cfg: the method's inference config (default: its defaults).
+
+    Returns:
+        :class:`methods.Refined` (probabilities B x C x H x W in [0, 1], named extras, stats).
+    """
+    method = method_of_model(model)
+    return method.refine(model, image, coarse, cfg if cfg is not None else method.InferConfig())

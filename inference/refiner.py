@@ -1,0 +1,123 @@
+"""Refiner: the practitioner's API over any registered network (SamPredictor-style: it owns pre- and
+post-processing; the method's inference runs in between)."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from inference.objects import refine_objects
+from inference.predict import image_tensors, refine_image
+from methods import method_of_model
+from models.hub import DEFAULT, load_pretrained
+from util.boxes import masks_from_labels
+from util.transforms import binarize, normalize_image, probability_to_uint8
+
+log = logging.getLogger(__name__)
+
+
+class Refiner:
+    """Refine a coarse mask of any image.
+
+    Example::
+
+        refiner = Refiner()                                # the bundled 'lite' model, CPU
+        refiner = Refiner('cascadepsp', device='cuda')     # the authors' weights (downloaded once)
+        output = refiner.refine(image_rgb, coarse_mask)    # H x W uint8
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, device: str | torch.device = 'cpu',
+                 model: nn.Module | None = None) -> None:
+        """Load ``checkpoint``: a name (``lite``, the default, bundled; ``cascadepsp``, the authors' release)
+        or a path (the released ``model`` file or a ``train.py`` checkpoint); or use an already built ``model``.
+        """
+        if checkpoint is not None and model is not None:
+            raise ValueError('give a checkpoint or a model, not both')
+        if checkpoint is None and model is None:
+            log.info('Refiner: no model named, using the bundled %r', DEFAULT)
+        self.device = torch.device(device)
+        self.model = model if model is not None else load_pretrained(checkpoint)
+        self.model.to(self.device).eval()
+        self.method = method_of_model(self.model)
+
+    def config(self, fast: bool = False, cfg: Any = None, **settings: Any) -> Any:
+        """The method's inference config with ``settings`` (its field names, e.g. ``L``, ``stride``, ``batch``);
+        ``fast`` is the authors' name for ``global_only``. A ready ``cfg`` is returned as it is."""
+        if cfg is not None:
+            if fast or settings:
+                raise ValueError('give a config or settings, not both')
+            return cfg
+        if fast:
+            settings['global_only'] = True
+        try:
+            return self.method.InferConfig(**settings)
+        except TypeError as e:
+            raise TypeError(f'{self.method.name}: unknown inference setting ({e}); known: '
+                            f'{", ".join(self.method.InferConfig.__dataclass_fields__)}') from e
+
+    def refine(self, image: np.ndarray, mask: np.ndarray, fast: bool = False, cfg: Any = None,
+               **settings: Any) -> np.ndarray:
+        """Refine ``mask`` to follow the boundaries of ``image``.
+
+        Args:
+            image: H x W x 3 uint8 RGB (convert OpenCV's BGR first).
+            mask: H x W (or H x W x 1) uint8 coarse mask; binarised at 127 as the authors' package does.
+            fast: Global step only: faster, less accurate on large images.
+            settings: the method's inference settings, e.g. ``L=900`` (global resolution and local crop side,
+                pixels; lower uses less memory), ``stride=450``, ``batch=1`` (local crops per forward pass:
+                speed and memory only, the result does not change).
+            cfg: a ready inference config of the method instead of ``fast`` and ``settings``.
+
+        Returns:
+            H x W uint8 soft mask, floor(probability * 255).
+        """
+        image, mask = self._validate(image, mask)
+        refined = refine_image(self.model, *image_tensors(image, binarize(mask)), self.config(fast, cfg, **settings))
+        return probability_to_uint8(refined.probs[0, 0])
+
+    def refine_objects(self, image: np.ndarray, masks: np.ndarray | list[np.ndarray], fast: bool = False,
+                       cfg: Any = None, **settings: Any) -> list[np.ndarray]:
+        """Refine every object of one image, each inside a window around its box (see :mod:`inference.objects`).
+
+        Args:
+            image: H x W x 3 uint8 RGB.
+            masks: a list of H x W binary masks (bool, {0, 1}, or uint8 thresholded at 127), or one H x W integer
+                instance label map (0 = background; objects in ascending id order).
+            settings: as in :meth:`refine`; ``L`` caps each window's L (a window is refined at its own
+                resolution up to L), ``batch`` windows of the same size (and local crops) run per forward pass.
+
+        Returns:
+            One H x W float32 probability map in [0, 1] per object, zero outside its window.
+        """
+        if isinstance(masks, np.ndarray):
+            if masks.ndim != 2 or not (np.issubdtype(masks.dtype, np.integer) or masks.dtype == bool):
+                raise ValueError(f'a label map must be an H x W integer array, got {masks.dtype} {masks.shape}')
+            _, masks = masks_from_labels(masks)
+        binary = [m > 0 if m.dtype == bool or m.max(initial=0) <= 1 else m > 127  # bool / {0,1} / 0..255
+                  for m in map(np.asarray, masks)]
+        for m in binary:
+            self._validate(image, m.astype(np.uint8))
+        probs = refine_objects(self.model, normalize_image(image), binary, self.config(fast, cfg, **settings))
+        return [p.numpy().astype(np.float32) for p in probs]
+
+    @staticmethod
+    def _validate(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(image, np.ndarray) or not isinstance(mask, np.ndarray):
+            raise TypeError(f'image and mask must be numpy arrays, got {type(image).__name__} and {type(mask).__name__}')
+        if image.dtype != np.uint8 or mask.dtype != np.uint8:
+            raise TypeError(f'image and mask must be uint8 (0..255), got {image.dtype} and {mask.dtype}')
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f'image must be H x W x 3 RGB, got shape {image.shape}')
+        if mask.ndim == 3 and mask.shape[2] == 1:
+            mask = mask[:, :, 0]
+        if mask.ndim != 2:
+            raise ValueError(f'mask must be H x W (or H x W x 1), got shape {mask.shape}')
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f'mask {mask.shape} and image {image.shape[:2]} differ in size')
+        if min(mask.shape) < 1:
+            raise ValueError(f'empty image of shape {image.shape}')
+        return image, mask

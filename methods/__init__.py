@@ -1,0 +1,36 @@
+"""Refinement methods by name: the one registry through which drivers reach a method.
+
+    method = METHODS['cascadepsp']
+    method = method_of('lite')            # the method that runs an architecture
+
+Adding a method: its folder under ``methods/`` (config, inference, loss, recipe, a ``METHOD``) and one line
+here; its network folder under ``models/`` and one line in :data:`models.registry.ARCHITECTURES`.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from methods import cascadepsp
+from methods.base import Method, Recipe, Refined, Stage, TrainConfig
+
+METHODS: dict[str, Method] = {
+    'cascadepsp': cascadepsp.METHOD,
+}
+
+
+def method_of(arch: str) -> Method:
+    """The method that runs architecture ``arch``."""
+    for method in METHODS.values():
+        if arch in method.archs:
+            return method
+    known = ', '.join(f'{a} ({m.name})' for m in METHODS.values() for a in m.archs)
+    raise ValueError(f'no method runs architecture {arch!r}; known: {known}')
+
+
+def method_of_model(model: nn.Module) -> Method:
+    """The method of a built network (its ``arch`` attribute, as every registered architecture has)."""
+    module = model.module if hasattr(model, 'module') else model
+    return method_of(getattr(module, 'arch', 'cascadepsp'))
+
+
+__all__ = ['METHODS', 'Method', 'Recipe', 'Refined', 'Stage', 'TrainConfig', 'method_of', 'method_of_model']

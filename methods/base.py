@@ -1,0 +1,146 @@
+"""The method contract: what every refinement method gives the drivers above it, and the shared training
+configuration.
+
+A *method* is what to do with a network: its inference procedure, its loss, its training recipe and their
+config dataclasses. A network (``models/``) is an architecture; a checkpoint records the architecture, and
+the method follows from it (:func:`methods.method_of`). Drivers (``inference/``, ``training/``, the command
+lines) reach a method only through :data:`methods.METHODS`.
+
+Tensor conventions of the contract:
+  * image: B x 3 x H x W float32, RGB/255 normalised with the ImageNet mean/std (:mod:`util.transforms`);
+  * coarse: B x 1 x H x W float32 in [0, 1] (a binary or soft mask; a method converts it to what its network
+    takes, e.g. CascadePSP's [-1, 1]);
+  * :class:`Refined.probs`: B x C x H x W probabilities in [0, 1] (C = 1 for binary refinement).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from util.cli import dataclass_from_dict
+
+
+@dataclass
+class Refined:
+    """What a method's ``refine`` returns."""
+    probs: torch.Tensor                                   #: B x C x H x W in [0, 1], at the input's size
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  #: named extra outputs, same shape as probs
+                                                          #: (written as ``NAME_mask.png`` with ``{key}_`` prefixed)
+    stats: dict[str, float] = field(default_factory=dict)  #: e.g. {'crops': 10}
+
+
+#: One training batch as the data loader yields it (a method's dataset decides its items).
+Batch = Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a method trains a network; the generic loop (:mod:`training.loop`) calls these and nothing else.
+
+    * ``dataset(pairs)``: a ``torch.utils.data.Dataset`` over (image, mask) file pairs.
+    * ``to_device(batch, device)``: the batch on the training device.
+    * ``step(model, batch, amp)``: the forward pass(es) and the loss: ``(terms, outputs)`` where ``terms`` holds
+      named scalar tensors including ``total_loss`` (the one that is back-propagated) and ``outputs`` the named
+      tensors that ``metrics`` and ``images`` read.
+    * ``metrics(batch, outputs)``: extra scalars to log (e.g. IoU per output), computed without gradients.
+    * ``images(batch, outputs)``: columns of an image grid, each B x 1|3 x H x W in [0, 1].
+    * ``prepare(model)``: initialisation before training (e.g. ImageNet weights); may do nothing.
+    """
+    dataset: Callable[[list], Dataset]
+    to_device: Callable[[Batch, torch.device], Batch]
+    step: Callable[[nn.Module, Batch, Any], tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]
+    metrics: Callable[[Batch, dict[str, torch.Tensor]], dict[str, float]]
+    images: Callable[[Batch, dict[str, torch.Tensor]], list[torch.Tensor]]
+    prepare: Callable[[nn.Module], None] = lambda model: None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a named training preset: flag values, and where its initial weights come from."""
+    name: str
+    overrides: dict[str, Any]
+    load_from: tuple[str, int | None] | None = None  #: (earlier stage, iteration; None: its final checkpoint)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A refinement method (see the module docstring)."""
+    name: str
+    archs: tuple[str, ...]              #: architectures of :data:`models.registry.ARCHITECTURES` it runs
+    InferConfig: type                   #: frozen dataclass; its fields are eval.py / refine.py flags
+    TrainConfig: type                   #: subclass of :class:`TrainConfig`; its fields are train.py flags
+    refine: Callable[[nn.Module, torch.Tensor, torch.Tensor, Any], Refined]  #: (model, image, coarse, cfg)
+    recipe: Callable[[Any], Recipe]     #: (train config) -> Recipe
+    presets: dict[str, tuple[Stage, ...]] = field(default_factory=dict)  #: train.py --preset NAME
+
+
+@dataclass
+class TrainConfig:
+    """Training configuration shared by every method; a method's subclass adds its loss and recipe fields.
+    Saved with every run (``config.json``) and inside every checkpoint."""
+    # The authors' command line (CascadePSP's hyper_para.py), same names and defaults.
+    exp_id: str = 'NULL'           #: experiment name; NULL disables TensorBoard logging and checkpoints
+    iterations: int = field(default=45000, metadata={'short': '-i', 'help': 'optimisation steps'})
+    batch_size: int = field(default=12, metadata={'short': '-b', 'help': 'global batch, split over the ranks'})
+    lr: float = 2.25e-4            #: Adam learning rate
+    steps: list[int] = field(default_factory=lambda: [22500, 37500])  #: iterations where lr *= gamma
+    gamma: float = 0.1
+    weight_decay: float = 1e-4
+    load: str | None = None        #: initial weights: a name (cascadepsp, lite) or a file; optimizer not restored
+    # Additions.
+    arch: str = 'cascadepsp'       #: architecture (models.registry); the method follows from it
+    arch_args: dict[str, Any] = field(default_factory=dict,
+                                      metadata={'help': 'architecture hyper-parameters, JSON: \'{"gf_radius": 6}\''})
+    degradation: str = 'perturb'   #: input-mask recipe (dataset.degrade.RECIPES): perturb (authors'), mix, ...
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0], metadata={'nargs': 2, 'help':
+                                     'images resized by a factor drawn log-uniformly from [lo, hi] before cropping'})
+    holdout: str = 'dataset/splits/val.txt'  #: SOURCE/STEM pairs never trained on ('' for none)
+    schedule: str = 'step'         #: 'step' (lr *= gamma at --steps, the authors') or 'cosine' (to 0)
+    warmup: int = 0                #: iterations of linear learning-rate warm-up
+    until: int | None = None       #: stop at this iteration (the schedule still spans --iterations)
+    threads: int = 0               #: torch CPU threads (0: PyTorch's default)
+    data_root: str = 'data'        #: download layout (see download_dataset.py)
+    sources: list[str] = field(default_factory=list)  #: sub-folders of data_root to train on (default: all present)
+    crop_size: int = 224
+    resume: str | None = None      #: checkpoint of a killed run: continue at its iteration and learning rate
+    workers: int = 8               #: data-loader processes per rank
+    seed: int = 14159265
+    device: str = 'cuda'           #: 'cpu' for tests; under torchrun each rank takes cuda:LOCAL_RANK
+    amp: bool = False              #: bfloat16 autocast on CUDA
+    log_dir: str = 'runs'          #: TensorBoard logs go to log_dir/RUN
+    save_dir: str = 'saves'        #: checkpoints and config.json go to save_dir/RUN
+    log_interval: int = 100        #: iterations between scalar logs
+    image_interval: int = 1000     #: iterations between image grids
+    save_interval: int = 5000      #: iterations between checkpoints
+    val_dir: str | None = None     #: _im/_seg/_gt folder for validation (IoU and mBA)
+    val_interval: int = 5000
+    val_args: dict[str, Any] = field(default_factory=dict, metadata={
+        'help': "the method's inference settings for validation, JSON (default: its defaults, e.g. L 900)"})
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ('step', 'cosine'):
+            raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
+        if isinstance(self.arch_args, str):  # checkpoints written before hyper-parameters were a mapping
+            self.arch_args = json.loads(self.arch_args or '{}')
+        if not isinstance(self.arch_args, dict):
+            raise ValueError(f'arch_args must be a mapping, got {self.arch_args!r}')
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = 'config') -> 'TrainConfig':
+        """The saved configuration ``data``; a key this class does not know is an error that names it."""
+        data = dict(data)
+        legacy = {k: data.pop(k) for k in ('val_L', 'val_stride', 'val_global_only') if k in data}
+        if legacy:  # checkpoints written before validation took the method's own inference settings
+            data.setdefault('val_args', {'L': legacy.get('val_L', 900), 'stride': legacy.get('val_stride', 450),
+                                         'global_only': legacy.get('val_global_only', False)})
+        return dataclass_from_dict(cls, data, source)

@@ -1,0 +1,73 @@
+"""CascadePSP's configurations: inference (the Global and Local steps), training (the loss weights and the
+local pass), and the named presets of ``train.py --preset``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from methods.base import Stage, TrainConfig
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """Inference hyper-parameters (pixels). Defaults are the paper's. Every field is an ``eval.py`` and
+    ``refine.py`` flag."""
+    L: int = field(default=900, metadata={'help': 'global resolution and local crop side (px)'})
+    stride: int = field(default=450, metadata={'help': 'local crop stride (px); crops step stride - 2 * margin'})
+    margin: int = 16        #: trimmed from every crop side that is not on the image border
+    min_foreground: float = 0.1  #: crops whose global mask is below this foreground fraction are skipped
+    max_foreground: float = 0.9  #: ... or above this one
+    batch: int = field(default=1, metadata={'help': 'local crops per forward pass (results do not change)'})
+    global_only: bool = field(default=False, metadata={'aliases': ('fast',), 'help': 'Global step only'})
+    min_size: int | None = field(default=None, metadata={
+        'help': 'with --global_only: upscale images whose long side is under this (default L; 224 for '
+                'ADE20K-style objects)'})
+
+    def __post_init__(self) -> None:
+        if self.L < 8:
+            raise ValueError(f'L must be at least 8 pixels, got {self.L}')
+        if self.stride <= 2 * self.margin:
+            raise ValueError(f'stride ({self.stride}) must exceed twice the margin ({self.margin})')
+        if self.batch < 1:
+            raise ValueError(f'batch must be at least 1, got {self.batch}')
+        if self.min_size is not None and self.min_size < 8:
+            raise ValueError(f'min_size must be at least 8 pixels, got {self.min_size}')
+
+    @property
+    def fast(self) -> bool:
+        """The authors' pip package's name for :attr:`global_only`."""
+        return self.global_only
+
+
+@dataclass
+class CascadeTrainConfig(TrainConfig):
+    """CascadePSP's training: the authors' loss weights (six outputs: see :mod:`methods.cascadepsp.loss`)."""
+    ce_weight: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.5, 1.0, 1.0, 0.5], metadata={'nargs': 6})
+    l1_weight: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25], metadata={'nargs': 6})
+    l2_weight: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25], metadata={'nargs': 6})
+    grad_weight: float = 5.0
+    local_pass: float = 0.0        #: share of batches that also train the Local step's pass (levels 2-3 on
+                                   #: the model's own binarised output, as inference runs them); 0: the authors'
+    backbone: str | None = None    #: torchvision ImageNet ResNet-50 file to initialise the encoder
+
+
+#: The CPU recipe of the bundled ``lite`` weights (see docs/cascadepsp.md): shared flags, then the stages.
+_LITE_CPU = dict(arch='lite', data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], device='cpu',
+                 batch_size=8, crop_size=192, schedule='cosine', workers=1, log_interval=50)
+
+PRESETS: dict[str, tuple[Stage, ...]] = {
+    'lite': (
+        # Stage 1: the authors' perturbation mixed with low-resolution and blurred masks; stopped at 2400
+        # of a 4000-iteration cosine schedule (its validation had flattened).
+        Stage('stage1', dict(_LITE_CPU, degradation='mix', iterations=4000, until=2400, lr=1e-3, warmup=200,
+                             save_interval=200, val_dir='data/val_mixed', val_interval=500)),
+        # Stage 2: more near-right masks, and the pass the Local step makes over the model's own output.
+        Stage('stage2', dict(_LITE_CPU, degradation='mix_gentle', local_pass=0.5, iterations=1900, lr=5e-4,
+                             warmup=50, save_interval=100, val_dir='data/val_mixed', val_interval=500),
+              load_from=('stage1', 2400)),
+        # Stage 3: near-right masks at every coarseness (x2-x24), right masks, images at several scales.
+        Stage('stage3', dict(_LITE_CPU, degradation='nearright', scale_range=[0.5, 2.0], local_pass=0.5,
+                             iterations=2000, lr=5e-4, warmup=50, threads=1, save_interval=100,
+                             val_dir='data/val_mixed12', val_interval=500),
+              load_from=('stage2', None)),
+    ),
+}

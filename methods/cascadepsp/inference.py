@@ -1,0 +1,199 @@
+"""CascadePSP's inference (paper §3.2): the Global and Local steps behind every driver (eval.py, Refiner, ...).
+
+Tensors follow :mod:`util.transforms`: image B x 3 x H x W normalised RGB, mask B x 1 x H x W in
+[-1, 1], results B x 1 x H x W probabilities in [0, 1]. B is 1 for an image; B > 1 refines several
+same-sized images (object windows) together, each exactly as it would be alone. Full-resolution tensors
+stay on the device they come in on (the *aggregation* device, normally the CPU); only L x L inputs go to
+the model's device, so accelerator memory depends on L and the crop batch, not on the image size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from methods.base import Refined
+from methods.cascadepsp.config import CascadeConfig
+from methods.cascadepsp.padding import safe_forward
+
+
+def resize_max_side(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Resize so the long side becomes ``size``, with the size rounding of ``F.interpolate(scale_factor=...)``
+    (the authors' rule; e.g. 190 x 250 -> 96 gives 72 x 96)."""
+    ratio = size / max(x.shape[-2:])
+    if mode in ('bilinear', 'bicubic'):
+        return F.interpolate(x, scale_factor=ratio, mode=mode, align_corners=False)
+    return F.interpolate(x, scale_factor=ratio, mode=mode)
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One local crop: ``crop`` = (y0, y1, x0, x1) in the image; its prediction is kept on ``keep`` (image
+    coordinates, margins trimmed), which is ``crop`` shifted by (``oy``, ``ox``) inside the crop."""
+    crop: tuple[int, int, int, int]
+    keep: tuple[int, int, int, int]
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        return self.keep[0] - self.crop[0], self.keep[2] - self.crop[2]
+
+
+def crop_windows(h: int, w: int, L: int, stride: int, margin: int = 16) -> list[Window]:
+    """The local-step tiling of an h x w image, in the authors' order (columns outer, rows inner).
+
+    Starts every ``stride - 2 * margin`` px, ``w // step + 1`` x ``h // step + 1`` positions; crops past the
+    border are shifted back inside (clamped at 0 when the image is smaller than L); duplicates dropped.
+    """
+    step = stride - 2 * margin
+    if step <= 0:
+        raise ValueError(f'stride {stride} must exceed twice the margin {margin}')
+    windows, seen = [], set()
+    for xi in range(w // step + 1):
+        for yi in range(h // step + 1):
+            y0, x0 = yi * step, xi * step
+            y1, x1 = y0 + L, x0 + L
+            if y1 > h:
+                y1, y0 = h, h - L
+            if x1 > w:
+                x1, x0 = w, w - L
+            y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h, y1), min(w, x1)
+            if (y0, x0) in seen:
+                continue
+            seen.add((y0, x0))
+            # Trim the margin on every side that is not the image border (less reliable context there).
+            keep = (y0 + margin if y0 else 0, y1 - margin if y1 != h else h,
+                    x0 + margin if x0 else 0, x1 - margin if x1 != w else w)
+            windows.append(Window((y0, y1, x0, x1), keep))
+    return windows
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """3-level cascade on the whole image, area-downscaled so its long side is at most L.
+
+    Returns the level-3 stride-1 and stride-4 probabilities at that (possibly reduced) resolution, on
+    the input's device.
+    """
+    if max(image.shape[-2:]) > L:
+        image, mask = resize_max_side(image, L, 'area'), resize_max_side(mask, L, 'area')
+    dev = _model_device(model)
+    out = safe_forward(model, image.to(dev), mask.to(dev), keys=('pred_224', 'pred_56_2'))
+    return out['pred_224'].to(image.device), out['pred_56_2'].to(image.device)
+
+
+def _foreground(seg: torch.Tensor, win: Window) -> float:
+    y0, y1, x0, x1 = win.crop
+    return float((seg[:, :, y0:y1, x0:x1] > 0).float().mean())
+
+
+def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
+               cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
+    """Refine L x L crops at full resolution with levels 2-3 and fuse them.
+
+    Args:
+        image: B x 3 x H x W full-resolution images (B > 1: several images of one size, e.g. object windows;
+            their crops share the forward passes, ``cfg.batch`` at a time).
+        pred_224, pred_56: global-step stride-1 and stride-4 probabilities (B x 1 x h x w, any h x w).
+
+    Returns:
+        (B x 1 x H x W probabilities: the average of the trimmed crop predictions, and the binarised
+        global result where no crop reached; the number of crops run).
+    """
+    h, w = image.shape[-2:]
+    dev = _model_device(model)
+    # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
+    seg = (_bilinear(pred_224, (h, w)) > 0.5).float() * 2 - 1
+    soft = _bilinear(pred_56, (h, w)) * 2 - 1
+    fused = torch.zeros_like(seg)
+    weight = torch.zeros_like(seg)
+
+    # (image index, window); crops with too little or too much foreground have nothing to refine.
+    todo = [(b, win) for b in range(image.shape[0]) for win in crop_windows(h, w, cfg.L, cfg.stride, cfg.margin)
+            if cfg.min_foreground <= _foreground(seg[b:b + 1], win) <= cfg.max_foreground]
+
+    def crops(t: torch.Tensor, items: list[tuple[int, Window]]) -> torch.Tensor:
+        return torch.cat([t[b:b + 1, :, a:c, d:e] for b, (a, c, d, e) in ((b, w_.crop) for b, w_ in items)]).to(dev)
+
+    for i in range(0, len(todo), cfg.batch):
+        items = todo[i:i + cfg.batch]
+        pred = safe_forward(model, crops(image, items), crops(seg, items), crops(soft, items),
+                            keys=('pred_224',))['pred_224'].to(fused.device)
+        for j, (b, win) in enumerate(items):
+            ky0, ky1, kx0, kx1 = win.keep
+            oy, ox = win.offset
+            fused[b:b + 1, :, ky0:ky1, kx0:kx1] += pred[j:j + 1, :, oy:oy + ky1 - ky0, ox:ox + kx1 - kx0]
+            weight[b:b + 1, :, ky0:ky1, kx0:kx1] += 1
+    return torch.where(weight == 0, seg / 2 + 0.5, fused / weight.clamp(min=1)), len(todo)
+
+
+def refine_global_local(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
+                        cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
+    """Global step then Local step. Returns (B x 1 x H x W probabilities, number of crops run)."""
+    pred_224, pred_56 = global_step(model, image, mask, cfg.L)
+    return local_step(model, image, pred_224, pred_56, cfg)
+
+
+def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int = 900,
+                       min_size: int | None = None) -> torch.Tensor:
+    """Global step only (the fast mode). Returns B x 1 x H x W probabilities.
+
+    Images whose long side is under ``min_size`` (default L) are upscaled to it first (bicubic image,
+    bilinear mask) and the output is area-downscaled back; others go through :func:`global_step` and
+    the output is resized bilinearly to the input size.
+    """
+    h, w = image.shape[-2:]
+    min_size = L if min_size is None else min_size
+    if max(h, w) < min_size:
+        up_image, up_mask = resize_max_side(image, min_size, 'bicubic'), resize_max_side(mask, min_size, 'bilinear')
+        dev = _model_device(model)
+        pred = safe_forward(model, up_image.to(dev), up_mask.to(dev), keys=('pred_224',))['pred_224']
+        return F.interpolate(pred.to(image.device), size=(h, w), mode='area')
+    pred_224, _ = global_step(model, image, mask, L)
+    return _bilinear(pred_224, (h, w))
+
+
+@torch.inference_mode()
+def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: CascadeConfig = CascadeConfig()
+           ) -> Refined:
+    """CascadePSP's inference: the Global+Local cascade, or the Global step alone (``cfg.global_only``).
+
+    Args:
+        model: a three-level refinement module (``cascadepsp`` or ``lite``) in eval mode, on any device.
+        image: B x 3 x H x W normalised RGB on the aggregation device (normally the CPU); B > 1 refines
+            same-sized images together, each as it would be alone.
+        coarse: B x 1 x H x W coarse masks in [0, 1] (soft masks stay soft, as in the authors' research
+            pipeline), same device.
+        cfg: L, stride, crop batch, global_only, min_size.
+
+    Returns:
+        :class:`Refined` with B x 1 x H x W probabilities and ``stats['crops']``, the local crops run. An
+        essentially empty input mask (less than one full foreground pixel) gives an all-zero output, as in
+        the authors' eval.py.
+    """
+    if image.shape[-2:] != coarse.shape[-2:] or image.shape[0] != coarse.shape[0]:
+        raise ValueError(f'image {tuple(image.shape)} and mask {tuple(coarse.shape)} differ in size')
+    mask = coarse * 2 - 1  # the network's [-1, 1] convention
+    empty = coarse.flatten(1).sum(1) < 1
+    if bool(empty.all()):
+        return Refined(torch.zeros_like(mask), stats={'crops': 0})
+    keep = (~empty).nonzero()[:, 0]
+    # Indexing copies the full-resolution image even when nothing is dropped; the copy's memory layout
+    # changes the convolutions' summation order (outputs move by ~1e-5), so it stays until a change that
+    # may alter outputs within the cascade tolerance.
+    if cfg.global_only:
+        prob, crops = refine_global_only(model, image[keep], mask[keep], cfg.L, cfg.min_size), 0
+    else:
+        prob, crops = refine_global_local(model, image[keep], mask[keep], cfg)
+    out = torch.zeros_like(mask)
+    out[keep] = prob
+    return Refined(out, stats={'crops': crops})

@@ -1,0 +1,231 @@
+"""Global+Local cascade: reference reproduction (module and eval.py), geometry, batching, edge cases."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import eval as eval_cli
+from methods.cascadepsp.config import CascadeConfig
+from methods.cascadepsp.inference import crop_windows, refine_global_local
+from inference.predict import mask_tensor, refine_image
+from inference.refiner import Refiner
+from util.transforms import normalize_image, normalize_mask
+
+
+def _assert_close_to_reference(got: np.ndarray, expected: np.ndarray):
+    # README tolerance: >= 99.9% of pixels within 1e-3, mean absolute difference < 1e-4.
+    diff = np.abs(got.astype(np.float64) - expected)
+    assert got.shape == expected.shape
+    assert (diff <= 1e-3).mean() >= 0.999 and diff.mean() < 1e-4, (diff.max(), diff.mean())
+
+
+def _case(ref, c):
+    k = f'case{c}_'
+    return (ref[k + 'image'], ref[k + 'mask'], int(ref[k + 'L']), int(ref[k + 'stride']),
+            int(ref[k + 'global_only_min_size']))
+
+
+@pytest.fixture(scope='session')
+def cascade_ref(reference_dir):
+    return np.load(reference_dir / 'cascade.npz')
+
+
+@pytest.mark.parametrize('c', [0, 1, 2])
+def test_module_reproduces_reference(seeded_model, cascade_ref, c):
+    image, mask, L, stride, min_size = _case(cascade_ref, c)
+    cfg = CascadeConfig(L=L, stride=stride, batch=8)
+    im, seg = normalize_image(image), mask_tensor(mask)
+    refined = refine_image(seeded_model, im, seg, cfg)
+    prob, crops = refined.probs, refined.stats['crops']
+    _assert_close_to_reference(prob.numpy(), cascade_ref[f'case{c}_global_local'])
+    assert crops > 0
+    prob = refine_image(seeded_model, im, seg, replace(cfg, global_only=True, min_size=min_size)).probs
+    _assert_close_to_reference(prob.numpy(), cascade_ref[f'case{c}_global_only'])
+
+
+def test_crop_windows_hand_computed():
+    # step = 82 - 32 = 50. Columns (w=249): 0, 50, 100, then 150 and 200 both shift to 149 (one kept).
+    # Rows (h=120): 0, then 50 and 100 both shift to 20.
+    wins = crop_windows(120, 249, L=100, stride=82, margin=16)
+    assert [w.crop for w in wins] == [
+        (0, 100, 0, 100), (20, 120, 0, 100), (0, 100, 50, 150), (20, 120, 50, 150),
+        (0, 100, 100, 200), (20, 120, 100, 200), (0, 100, 149, 249), (20, 120, 149, 249)]
+    # Margins are trimmed on sides away from the image border only.
+    assert wins[3].keep == (36, 120, 66, 134) and wins[3].offset == (16, 16)
+    assert wins[0].keep == (0, 84, 0, 84)
+    assert wins[7].keep == (36, 120, 165, 249)
+    # An image smaller than L: a single crop clamped at 0, nothing trimmed.
+    (only,) = crop_windows(30, 41, L=64, stride=48)
+    assert only.crop == only.keep == (0, 30, 0, 41)
+    with pytest.raises(ValueError, match='stride'):
+        crop_windows(100, 100, L=64, stride=32)
+    with pytest.raises(ValueError, match='stride'):
+        CascadeConfig(L=64, stride=32)
+
+
+def _blob(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    mask = (((yy - h / 2) / (h / 3)) ** 2 + ((xx - w / 2) / (w / 3)) ** 2 < 1).astype(np.uint8) * 255
+    return image, mask
+
+
+def test_batched_crops_equal_one_at_a_time(seeded_model):
+    image, mask = _blob(70, 103)
+    im, seg = normalize_image(image), normalize_mask(mask)
+    one, n1 = refine_global_local(seeded_model, im, seg, CascadeConfig(L=48, stride=64, batch=1))
+    many, n5 = refine_global_local(seeded_model, im, seg, CascadeConfig(L=48, stride=64, batch=5))
+    assert n1 == n5 >= 3
+    # Batched convolutions sum in another order: equal up to float32 rounding (README forward tolerance).
+    torch.testing.assert_close(one, many, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('h,w,L', [(48, 64, 64), (5, 40, 32), (33, 20, 64)])
+def test_edge_sizes(seeded_model, h, w, L):
+    # exactly L (no resize), one side under 8 px, smaller than L and than the global-only minimum
+    image, mask = _blob(h, w)
+    im, seg = normalize_image(image), normalize_mask(mask)
+    for global_only in (False, True):
+        prob = refine_image(seeded_model, im, mask_tensor(mask), CascadeConfig(L=L, stride=L + 16, global_only=global_only)).probs
+        assert prob.shape == (1, 1, h, w) and torch.isfinite(prob).all()
+        assert prob.min() >= 0 and prob.max() <= 1
+
+
+def test_empty_and_full_masks(seeded_model):
+    image, _ = _blob(40, 56)
+    im = normalize_image(image)
+    empty = mask_tensor(np.zeros((40, 56), np.uint8))
+    refined = refine_image(seeded_model, im, empty, CascadeConfig(L=32, stride=40))
+    prob, crops = refined.probs, refined.stats['crops']
+    assert crops == 0 and torch.count_nonzero(prob) == 0
+    full = mask_tensor(np.full((40, 56), 255, np.uint8))
+    prob = refine_image(seeded_model, im, full, CascadeConfig(L=32, stride=40)).probs
+    assert prob.shape == (1, 1, 40, 56) and torch.isfinite(prob).all()
+    with pytest.raises(ValueError, match='differ in size'):
+        refine_image(seeded_model, im, full[..., :-1])
+
+
+@pytest.fixture(scope='session')
+def seeded_checkpoint(seeded_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp('ckpt') / 'model'
+    torch.save({'module.' + k: v for k, v in seeded_model.state_dict().items()}, path)  # released format
+    return path
+
+
+def _save(folder, name, image, mask, gt=None, ext='png'):
+    Image.fromarray(image).save(folder / f'{name}_im.{ext}')
+    Image.fromarray(mask).save(folder / f'{name}_seg.png')
+    if gt is not None:
+        Image.fromarray(gt).save(folder / f'{name}_gt.png')
+
+
+def _assert_uint8_matches(path, expected_prob):
+    got = np.asarray(Image.open(path))
+    expected = np.floor(expected_prob[0, 0] * 255)
+    diff = np.abs(got.astype(np.int64) - expected)
+    assert got.dtype == np.uint8 and diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
+def _copy_cases(cascade_ref, folder, cases):
+    folder.mkdir()
+    for c in cases:
+        image, mask, *_ = _case(cascade_ref, c)
+        _save(folder, f'case{c}', image, mask, gt=mask)
+
+
+def test_eval_cli_reproduces_reference(cascade_ref, seeded_checkpoint, tmp_path):
+    model = ['--model', str(seeded_checkpoint), '--device', 'cpu']
+    # Global+Local on case 1 (case 0, with the same code path, is covered by the module test).
+    _, _, L, stride, _ = _case(cascade_ref, 1)
+    _copy_cases(cascade_ref, tmp_path / 'in1', [1])
+    out = tmp_path / 'out1'
+    assert eval_cli.main(['--dir', str(tmp_path / 'in1'), '--output', str(out), '--L', str(L),
+                          '--stride', str(stride), '--batch', '4', *model]) == 0
+    _assert_uint8_matches(out / 'case1_mask.png', cascade_ref['case1_global_local'])
+    assert np.array_equal(np.asarray(Image.open(out / 'case1_im.png')), cascade_ref['case1_image'])
+    assert np.array_equal(np.asarray(Image.open(out / 'case1_seg.png')), cascade_ref['case1_mask'])
+    assert np.array_equal(np.asarray(Image.open(out / 'case1_gt.png')), cascade_ref['case1_mask'])
+    # Global-only on cases 0 and 2, which share L = 96 and the minimum size 64.
+    assert [int(cascade_ref[f'case{c}_L']) for c in (0, 2)] == [96, 96]
+    assert [int(cascade_ref[f'case{c}_global_only_min_size']) for c in (0, 2)] == [64, 64]
+    _copy_cases(cascade_ref, tmp_path / 'in02', [0, 2])
+    out = tmp_path / 'out02'
+    assert eval_cli.main(['--dir', str(tmp_path / 'in02'), '--output', str(out), '--L', '96',
+                          '--min_size', '64', '--global_only', *model]) == 0
+    for c in (0, 2):
+        _assert_uint8_matches(out / f'case{c}_mask.png', cascade_ref[f'case{c}_global_only'])
+
+
+def test_eval_cli_bad_inputs_skip_and_resume(seeded_checkpoint, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    src, out = tmp_path / 'in', tmp_path / 'out'
+    src.mkdir()
+    image, mask = _blob(40, 52)
+    _save(src, 'good', image, mask, ext='jpg')
+    _save(src, 'grey', image[:, :, 0], mask)                              # grayscale image: converted
+    Image.fromarray(np.dstack([image, np.full((40, 52), 255, np.uint8)])).save(src / 'rgba_im.png')
+    Image.fromarray((mask.astype(np.uint16) * 257)).save(src / 'rgba_seg.png')  # RGBA image, 16-bit mask
+    _save(src, 'mismatch', image, mask[:, :-3])                            # size mismatch
+    (src / 'broken_im.png').write_bytes(b'not an image')                   # unreadable
+    Image.fromarray(mask).save(src / 'broken_seg.png')
+    Image.fromarray(image).save(src / 'lonely_im.png')                     # no partner mask
+    Image.fromarray(mask).save(src / 'orphan_seg.png')                     # no partner image
+    args = ['--dir', str(src), '--model', str(seeded_checkpoint), '--output', str(out), '--L', '32', '--stride', '40']
+    assert eval_cli.main(args) == 1
+    text = caplog.text
+    assert 'mismatch_seg.png: size 49x40 differs' in text
+    assert 'broken_im.png: cannot read image' in text
+    assert 'lonely_im.png: no partner file lonely_seg.png' in text and 'orphan_seg.png: no partner image' in text
+    for name in ('good', 'grey', 'rgba'):
+        out_mask = np.asarray(Image.open(out / f'{name}_mask.png'))
+        assert out_mask.shape == (40, 52) and out_mask.dtype == np.uint8
+    assert not (out / 'mismatch_mask.png').exists() and not list(out.glob('.*tmp*'))
+    # Re-running skips finished images; --overwrite redoes them.
+    stamp = (out / 'good_mask.png').stat().st_mtime_ns
+    caplog.clear()
+    eval_cli.main(args)
+    assert '3 already done' in caplog.text and (out / 'good_mask.png').stat().st_mtime_ns == stamp
+    caplog.clear()
+    eval_cli.main(args + ['--overwrite'])
+    assert '3 image(s) refined' in caplog.text
+
+
+def test_eval_cli_wrong_checkpoint(tmp_path, caplog):
+    bad = tmp_path / 'model'
+    torch.save({'module.conv.weight': torch.zeros(1)}, bad)
+    assert eval_cli.main(['--dir', str(tmp_path), '--model', str(bad), '--output', str(tmp_path / 'o')]) == 2
+    assert str(bad) in caplog.text and 'no known layout' in caplog.text and 'cascadepsp (keys such as' in caplog.text
+    # A released-layout file that lacks a key is read as CascadePSP, and the strict check names what is wrong.
+    from models import RefinementModule
+    state = {f'module.{k}': v for k, v in RefinementModule().state_dict().items() if k != 'feats.layer2.0.conv1.weight'}
+    torch.save(state, bad)
+    caplog.clear()
+    assert eval_cli.main(['--dir', str(tmp_path), '--model', str(bad), '--output', str(tmp_path / 'o')]) == 2
+    assert str(bad) in caplog.text and 'missing keys (1)' in caplog.text
+
+
+def test_refiner_api(seeded_model, seeded_checkpoint):
+    refiner = Refiner(seeded_checkpoint, device='cpu')
+    image, mask = _blob(45, 61)
+    soft = mask // 2 + 60  # soft input: binarised at 127 by the API
+    out = refiner.refine(image, soft, L=32, stride=40)
+    expected = refine_image(seeded_model, normalize_image(image), mask_tensor((soft > 127).astype(np.uint8) * 255),
+                            CascadeConfig(L=32, stride=40)).probs
+    assert out.dtype == np.uint8 and out.shape == (45, 61)
+    assert np.abs(out.astype(int) - np.floor(expected[0, 0].numpy() * 255)).max() <= 1
+    fast = refiner.refine(image, mask[:, :, None], fast=True, L=32)
+    assert fast.shape == (45, 61)
+    with pytest.raises(TypeError, match='uint8'):
+        refiner.refine(image.astype(np.float32), mask)
+    with pytest.raises(ValueError, match='H x W x 3'):
+        refiner.refine(image[:, :, 0], mask)
+    with pytest.raises(ValueError, match='differ in size'):
+        refiner.refine(image, mask[:-1])
+    with pytest.raises(ValueError, match='not both'):
+        Refiner(seeded_checkpoint, model=seeded_model)

@@ -1,0 +1,191 @@
+"""The generic training loop (``train``), used by ``train.py`` for every method.
+
+The method's recipe (:class:`methods.base.Recipe`) gives the data, the step (forward passes and loss terms),
+the logged metrics and images; the loop owns the rest: optimizer and schedule, DDP, AMP, resuming at the
+same iteration, the stop on a non-finite loss, atomic checkpoints, validation and logging. One process per
+GPU under torchrun (DistributedDataParallel + SyncBatchNorm, each rank a share of the global batch, rank 0
+alone logs and saves), or a single process on one GPU or the CPU.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+import progressbar
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from dataset.readers import training_pairs
+from dataset.splits import exclude_split
+from methods import Recipe, TrainConfig, method_of
+from models.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from models.hub import resolve_weights
+from models.registry import build_model
+from training.logger import TrainLogger
+from training.validate import validate
+from util import distributed
+from util.atomic import write_text
+
+log = logging.getLogger('train')
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run stops without saving."""
+
+
+def _batches(loader: DataLoader, epoch: int):
+    """Endless iterator over the loader; reshuffles (per rank) every epoch."""
+    while True:
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _repo_path(path: str) -> Path:
+    """``path`` as given, or relative to the repository when it is not found from here."""
+    p = Path(path)
+    repo = Path(__file__).resolve().parents[1] / p
+    return p if p.exists() or p.is_absolute() or not repo.exists() else repo
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    return f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.exp_id}"
+
+
+def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: int, local_rank: int, world: int):
+    """Model (wrapped in DDP when world > 1), optimizer, scheduler, first iteration and run name."""
+    model = build_model(cfg.arch, **cfg.arch_args)
+    recipe.prepare(model)
+    if cfg.load:
+        load_weights(model, resolve_weights(cfg.load))
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = _scheduler(cfg, optimizer)
+    start, run = 0, _run_name(cfg)
+    if cfg.resume:
+        state = read_checkpoint(cfg.resume)
+        load_weights(model, cfg.resume, state)
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        start, run = state['iteration'], state['run']
+        torch.set_rng_state(state['rng'])  # rank 0's state: derive a distinct stream per rank from it
+        torch.manual_seed(int(torch.randint(2**62, ())) + rank)
+        log.info('resumed %s at iteration %d (lr %.3g)', cfg.resume, start, optimizer.param_groups[0]['lr'])
+    if world > 1:
+        if device.type == 'cuda':  # SyncBatchNorm is CUDA-only; CPU (gloo) runs are for testing the plumbing
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
+    return model, optimizer, scheduler, start, run
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The authors' steps (``step``) or a cosine decay to 0 (``cosine``), after ``warmup`` linear iterations."""
+    def factor(it: int) -> float:
+        warm = min(1.0, (it + 1) / cfg.warmup) if cfg.warmup else 1.0
+        if cfg.schedule == 'cosine':
+            return warm * 0.5 * (1 + math.cos(math.pi * min(it, cfg.iterations) / cfg.iterations))
+        return warm * cfg.gamma ** sum(it >= s for s in cfg.steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _build_loader(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: int, world: int) -> DataLoader:
+    pairs = training_pairs(cfg.data_root, cfg.sources or None)
+    if cfg.holdout:
+        pairs = exclude_split(pairs, _repo_path(cfg.holdout))
+    dataset = recipe.dataset(pairs)
+    sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else RandomSampler(dataset)
+    return DataLoader(dataset, cfg.batch_size // world, sampler=sampler, num_workers=cfg.workers,
+                      drop_last=len(dataset) >= cfg.batch_size, pin_memory=device.type == 'cuda',
+                      persistent_workers=cfg.workers > 0)
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Train as configured. Returns the final checkpoint's path (None for an unnamed NULL run)."""
+    rank, local_rank, world = distributed.init()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % world:
+        raise ValueError(f'batch size {cfg.batch_size} is not divisible by the {world} ranks')
+    if getattr(cfg, 'local_pass', 0) and world > 1:  # two forward passes before one backward: DDP refuses that
+        raise ValueError('--local_pass runs in a single process only (not under torchrun)')
+    method = method_of(cfg.arch)
+    recipe = method.recipe(cfg)
+    val_cfg = method.InferConfig(**cfg.val_args)
+    device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
+    torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
+    main_rank = rank == 0
+    model, optimizer, scheduler, start, run = _build_model(cfg, recipe, device, rank, local_rank, world)
+    net = model.module if world > 1 else model
+    loader = _build_loader(cfg, recipe, device, rank, world)
+
+    named = cfg.exp_id.upper() != 'NULL'
+    save_dir = Path(cfg.save_dir) / run if named and main_rank else None
+    logger = TrainLogger(Path(cfg.log_dir) / run if named and main_rank else None)
+    if save_dir:
+        write_text(save_dir / 'config.json', json.dumps(cfg.to_dict(), indent=1) + '\n')
+        log.info('run %s: %d training pairs, %d rank(s), checkpoints in %s', run, len(loader.dataset), world, save_dir)
+
+    def save(name: str, iteration: int) -> Path | None:
+        if not save_dir:
+            return None
+        path = save_dir / name
+        save_checkpoint(path, net, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        iteration=iteration, run=run, config=cfg.to_dict(), rng=torch.get_rng_state())
+        log.info('saved %s', path)
+        return path
+
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == 'cuda')
+    batches = _batches(loader, start // len(loader))  # a resumed run starts a fresh shuffle of its epoch
+    end = min(cfg.until or cfg.iterations, cfg.iterations)
+    bar = progressbar.ProgressBar(min_value=start, max_value=end) if main_rank else None
+    tick, seen, waited = time.perf_counter(), 0, 0.0
+    for it in range(start, end):
+        t0 = time.perf_counter()
+        batch = recipe.to_device(next(batches), device)
+        waited += time.perf_counter() - t0  # time the step waited for data: the loader is not keeping up
+        terms, outputs = recipe.step(model, batch, amp)
+        if distributed.all_reduce_mean((~torch.isfinite(terms['total_loss'])).float()) > 0:
+            raise NonFiniteLoss(f'non-finite loss at iteration {it}; stopping without saving '
+                                f'(last good checkpoint: the latest in {save_dir})')
+        optimizer.zero_grad(set_to_none=True)
+        terms['total_loss'].backward()
+        optimizer.step()
+        scheduler.step()
+        size = len(next(iter(outputs.values())))  # samples in this rank's batch
+        seen += size * world
+
+        if (it + 1) % cfg.log_interval == 0 or it + 1 == end:
+            values = {k: float(distributed.all_reduce_mean(v.detach())) for k, v in terms.items()}  # every rank joins
+            if main_rank:
+                values |= recipe.metrics(batch, outputs)
+                elapsed = time.perf_counter() - tick
+                values |= {'lr': scheduler.get_last_lr()[0], 'images_per_s': seen / elapsed,
+                           'iterations_per_s': seen / (size * world) / elapsed,
+                           'data_wait_fraction': waited / elapsed}
+                if device.type == 'cuda':
+                    values['gpu_peak_gib'] = torch.cuda.max_memory_allocated(device) / 2**30
+                logger.scalars(values, it + 1, 'train/')
+            tick, seen, waited = time.perf_counter(), 0, 0.0
+        if main_rank and (it + 1) % cfg.image_interval == 0:
+            logger.images(recipe.images(batch, outputs), it + 1)
+        if main_rank and (it + 1) % cfg.save_interval == 0 and it + 1 < end:
+            save(f'checkpoint_{it + 1}.pth', it + 1)
+        if cfg.val_dir and (it + 1) % cfg.val_interval == 0:
+            if main_rank:  # the other ranks wait at the barrier: keep the validation folder small
+                logger.scalars({k: v for k, v in validate(net, cfg.val_dir, val_cfg).items()
+                                if isinstance(v, float) and not math.isnan(v)}, it + 1, 'val/')
+                net.train()
+            distributed.barrier()
+        if bar:
+            bar.update(it + 1)
+    bar and bar.finish()
+    final = save('checkpoint_final.pth', end) if main_rank else None
+    logger.close()
+    distributed.cleanup()
+    return final

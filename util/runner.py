@@ -1,0 +1,69 @@
+"""The runner of every command that works through many items (images, pairs, components): one function per
+item; a bad item is reported by name and the others go on; the run is timed and each item's statistics
+are added up in one report type."""
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import progressbar
+import torch
+
+from util.image_io import ImageReadError
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar('Item')
+#: Names of statistics in the summary line.
+_STAT_NAMES = {'crops': 'local crops'}
+
+
+@dataclass
+class RunReport:
+    """What a folder run did: items done, skipped (already done), failed (with messages), seconds, and the
+    sum of every item's statistics (e.g. the local crops run)."""
+    done: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def summary(self, what: str = 'image(s)') -> str:
+        cpu_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+        gpu = (f', peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB'
+               if torch.cuda.is_available() else '')
+        per = f' ({self.seconds / self.done:.2f} s/image)' if self.done else ''
+        stats = ''.join(f', {v:g} {_STAT_NAMES.get(k, k)}' for k, v in self.stats.items())
+        return (f'{self.done} {what} refined in {self.seconds:.1f} s{per}{stats}, '
+                f'{self.skipped} already done, {len(self.failures)} failed; peak CPU memory (RSS) {cpu_mb:.0f} MiB{gpu}')
+
+
+def run_items(items: Sequence[Item], process: Callable[[Item], dict[str, float] | None], name: Callable[[Item], str],
+              report: RunReport | None = None, progress: bool = True,
+              after: Callable[[], None] | None = None) -> RunReport:
+    """Call ``process`` on every item. An unreadable file, a size mismatch or any ``ValueError``/``OSError`` is
+    a failure of that item, logged with ``name(item)``; the others go on. ``process`` may return statistics
+    to add up; ``after`` runs after every item (e.g. to free a GPU cache)."""
+    report = report or RunReport()
+    start = time.perf_counter()
+    bar = progressbar.ProgressBar(max_value=len(items)) if progress and items else None
+    for i, item in enumerate(items):
+        try:
+            for k, v in (process(item) or {}).items():
+                report.stats[k] = report.stats.get(k, 0) + v
+            report.done += 1
+        except (ImageReadError, ValueError, OSError) as e:
+            report.failures.append(f'{name(item)}: {e}')
+            log.error('%s: %s', name(item), e)
+        if after:
+            after()
+        bar and bar.update(i + 1)
+    bar and bar.finish()
+    report.seconds += time.perf_counter() - start
+    return report
+
+
