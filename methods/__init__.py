@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from methods import cascadepsp
+from methods import cascadepsp, crm
 from methods.base import Method, Recipe, Refined, Stage, TrainConfig
 
 METHODS: dict[str, Method] = {
     'cascadepsp': cascadepsp.METHOD,
+    'crm': crm.METHOD,
 }
 
 

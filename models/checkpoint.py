@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from models.resnet import ResNet50
 from models.registry import RELEASED_LAYOUTS, build_model, recognise_layout
 from util.atomic import atomic_path
 
@@ -137,9 +138,9 @@ def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike) -> nn.Modu
     3 input channels; the 3 mask channels are zero-initialised, as the authors did, so training starts
     from the ImageNet features of the RGB input. The classifier (``fc.*``) is dropped.
     """
-    if getattr(model, 'arch', 'cascadepsp') != 'cascadepsp':
-        raise CheckpointError(f'{path}: an ImageNet ResNet-50 initialises the cascadepsp encoder only, '
-                              f'not {model.arch!r}')
+    if not isinstance(getattr(model, 'feats', None), ResNet50):
+        raise CheckpointError(f'{path}: an ImageNet ResNet-50 initialises a ResNet-50 encoder (cascadepsp, crm), '
+                              f'not the {getattr(model, "arch", "")!r} network')
     state = extract_state_dict(read_checkpoint(path))
     state = {k: v for k, v in state.items() if not k.startswith('fc.')}
     stem = state.get('conv1.weight')

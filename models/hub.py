@@ -20,6 +20,9 @@ BUNDLED = {'lite': Path(__file__).resolve().parent / 'weights' / 'lite.pth'}
 #: The released weights (259 MB): the file the authors' pip package downloads, with its published MD5.
 MODEL_URL = 'https://github.com/hkchengrex/CascadePSP/releases/download/v1.0/model'
 MODEL_MD5 = '7478d4a9c42ab52beb6d7e9683402fe0'
+#: CRM's README (its pretrained-model link is a OneDrive share), and its file's tensor bytes (from its layout).
+CRM_PAGE = 'https://github.com/dvlab-research/Entity/tree/main/High-Quality-Segmention'
+CRM_BYTES = 97_281_412
 
 #: Published weights, as download sources (``download_dataset.py --what model`` fetches them too). The
 #: GitHub release is MD5-verified; the Drive copy of the retrained model is its backup (no checksum is
@@ -30,9 +33,15 @@ WEIGHT_SOURCES: dict[str, Source] = {s.name: s for s in (
            note="the released CascadePSP weights ('model', 259 MB)"),
     Source('model_paper', 'file', (Remote('model_paper', drive_candidates('103nLN1JQCs2yASkna0HqfioYZO7MA_J9')),),
            note='the weights of the paper (the release above is the retrained, slightly better model)'),
+    # CRM: one file on OneDrive, linked from the authors' README; OneDrive share links need a browser, so no
+    # direct URL is built in. No MD5 is published: its size (97,281,412 bytes of float32 tensors plus the
+    # file's own overhead) is checked here and its layout when it loads.
+    Source('crm', 'file', (Remote('model_45705', (), size_range=(CRM_BYTES, CRM_BYTES + 2**20)),),
+           note=f'the released CRM weights (model_45705, 97.3 MB; the OneDrive link in the README at {CRM_PAGE}, '
+                'which needs a browser)'),
 )}
 #: Weights downloaded into the cache on first use: name -> source of :data:`WEIGHT_SOURCES`.
-DOWNLOADED = {'cascadepsp': 'model', 'cascadepsp_paper': 'model_paper'}
+DOWNLOADED = {'cascadepsp': 'model', 'cascadepsp_paper': 'model_paper', 'crm': 'crm'}
 #: The model used when none is named.
 DEFAULT = 'lite'
 
@@ -54,7 +63,11 @@ def resolve_weights(name_or_path: str | os.PathLike | None = None, download: boo
             raise CheckpointError(f'{BUNDLED[name]}: the bundled {name!r} weights are missing from this checkout')
         return BUNDLED[name]
     if name not in DOWNLOADED:
-        return Path(name)
+        path = Path(name)
+        if not path.exists() and path.suffix == '' and '/' not in name and os.sep not in name:
+            raise CheckpointError(f'{name}: no such weights file, and not a known name; known names: '
+                                  f'{", ".join([*BUNDLED, *DOWNLOADED])}')
+        return path
     source = WEIGHT_SOURCES[DOWNLOADED[name]]
     target = cache_dir() / source.name
     if target.is_file() or not download:
@@ -62,10 +75,13 @@ def resolve_weights(name_or_path: str | os.PathLike | None = None, download: boo
     try:
         return download_source(source, cache_dir())
     except DownloadError as e:
-        first = source.remotes[0].candidates[0]
-        checksum = f' (MD5 {first.md5})' if first.md5 else ''
+        candidates = source.remotes[0].candidates
+        if candidates:
+            where = candidates[0].resolve() + (f' (MD5 {candidates[0].md5})' if candidates[0].md5 else '')
+        else:
+            where = source.note
         raise CheckpointError(f'{name}: the weights are not in the cache and could not be downloaded: {e}\n'
-                              f'Download {first.resolve()}{checksum} by hand and put it at {target} '
+                              f'Download {where} by hand and put it at {target} '
                               f'(or set CASCADEPSP_HOME to the folder holding {source.name!r}).') from e
 
 

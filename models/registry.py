@@ -12,12 +12,14 @@ import torch.nn as nn
 
 from models.cascadepsp.lite import LiteRefinementModule
 from models.cascadepsp.refinement import RefinementModule
+from models.crm.network import CRMNet
 
 #: name -> constructor taking the architecture's hyper-parameters as keyword arguments. Every network has
 #: an ``arch`` attribute (its name here) and ``hparams`` (its keyword arguments), saved with its weights.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     'cascadepsp': RefinementModule,   # the authors' RM (ResNet-50 PSPNet); loads the released weights
     'lite': LiteRefinementModule,     # compact RM for CPUs; the bundled weights
+    'crm': CRMNet,                    # CRM (ResNet-50 features + implicit decoder); loads the released weights
 }
 
 #: Released files are bare state dicts (no architecture recorded): each architecture with a released file
@@ -25,6 +27,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 #: holding all of them is read as that architecture, with default hyper-parameters.
 RELEASED_LAYOUTS: dict[str, tuple[str, ...]] = {
     'cascadepsp': ('feats.conv1.weight', 'psp.stages.0.1.weight', 'final_11.weight', 'final_21.weight'),
+    'crm': ('feats.conv1.weight', 'aspp_.last_conv.0.weight', 'imnet.layers.0.weight'),
 }
 
 

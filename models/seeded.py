@@ -25,8 +25,8 @@ def seeded_state_dict(model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor
             value = rng.standard_normal(shape) * 0.1
         elif key.endswith('running_var'):
             value = rng.uniform(0.5, 1.5, shape)
-        elif len(shape) == 4:
-            value = rng.standard_normal(shape) * np.sqrt(2.0 / (shape[1] * shape[2] * shape[3]))
+        elif len(shape) in (2, 4):  # conv and linear weights: He normal over fan-in (the 2-D rule is CRM's)
+            value = rng.standard_normal(shape) * np.sqrt(2.0 / int(np.prod(shape[1:])))
         elif key.endswith('.weight'):
             value = rng.uniform(0.5, 1.0, shape)
         else:

@@ -40,7 +40,8 @@ def test_method_contract(name, arch, tmp_path, tiny_data):
     image = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
     mask = np.zeros((36, 44), np.uint8)
     mask[8:28, 10:30] = 255
-    cfg = method.InferConfig(**({'L': 32, 'stride': 40} if 'L' in method.InferConfig.__dataclass_fields__ else {}))
+    small = {'L': 32, 'stride': 40, 'chunk': 500}  # tiny settings where the method has them
+    cfg = method.InferConfig(**{k: v for k, v in small.items() if k in method.InferConfig.__dataclass_fields__})
     refined = refine_image(model, *image_tensors(image, mask), cfg)
     assert isinstance(refined, Refined) and refined.probs.shape[0] == 1 and refined.probs.shape[-2:] == (36, 44)
     assert torch.isfinite(refined.probs).all() and 0 <= float(refined.probs.min()) <= float(refined.probs.max()) <= 1

@@ -279,3 +279,19 @@ def test_weights_by_name_md5_and_offline(server, tmp_path, monkeypatch, caplog):
     import eval as eval_cli
     assert eval_cli.main(['--dir', str(tmp_path), '--output', str(tmp_path / 'o'), '--model', 'cascadepsp']) == 2
     assert 'put it at' in caplog.text
+
+
+def test_crm_weights_need_a_url_and_the_right_size(server, tmp_path, monkeypatch, caplog):
+    """CRM's file has no direct link (OneDrive): the error says where to get it; a file of the wrong size is
+    refused and deleted whatever URL served it."""
+    root = tmp_path / 'data'
+    assert download_dataset.main(['--what', 'crm', '--root', str(root)]) == 1
+    assert 'no download URL known' in caplog.text and 'High-Quality-Segmention' in caplog.text
+    monkeypatch.setitem(WEIGHT_SOURCES, 'crm', Source('crm', 'file', (Remote('model_45705', (), size_range=(9000, 9100)),)))
+    server.files['model_45705'] = b'\x00' * 100
+    caplog.clear()
+    assert download_dataset.main(['--what', 'crm', '--root', str(root), '--url', f'crm={server.url}/model_45705']) == 1
+    assert '100 bytes, but model_45705 has 9000 to 9100' in caplog.text and not (root / 'crm').exists()
+    server.files['model_45705'] = b'\x00' * 9050
+    assert download_dataset.main(['--what', 'crm', '--root', str(root), '--url', f'crm={server.url}/model_45705']) == 0
+    assert (root / 'crm').stat().st_size == 9050

@@ -59,6 +59,7 @@ class Candidate:
 class Remote:
     filename: str                        #: name of the downloaded file (and its name on a mirror)
     candidates: tuple[Candidate, ...]    #: tried in order; empty: no public direct link (needs --url/--mirror)
+    size_range: tuple[int, int] | None = None  #: bytes the file must have, whatever URL serves it
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,11 @@ def fetch_remote(source: Source, remote: Remote, folder: Path, mirror: str | Non
             path.unlink()
             raise _html_error(url, remote.filename)
         _verify(path, url, candidate, sums.get(remote.filename))
+        size = path.stat().st_size
+        if remote.size_range and not remote.size_range[0] <= size <= remote.size_range[1]:
+            path.unlink()
+            raise DownloadError(f'{url}: {size} bytes, but {remote.filename} has {remote.size_range[0]} to '
+                                f'{remote.size_range[1]}; the file was deleted')
         return path
     raise Unavailable(f'{source.name}: {remote.filename} could not be fetched from any source: ' + '; '.join(failures))
 

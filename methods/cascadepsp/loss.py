@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from util.gradient import GradientMagnitude
+
 #: (output key suffix, name used in logs) in the loss order above.
 LOSS_OUTPUTS = (('224', 'os1'), ('28', 'os8_level1'), ('56', 'os4_level2'),
                 ('28_2', 'os8_level2'), ('28_3', 'os8_level3'), ('56_2', 'os4_level3'))
@@ -27,25 +29,6 @@ class LossWeights:
     l1: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25])
     l2: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25])
     grad: float = 5.0
-
-
-class GradientMagnitude(nn.Module):
-    """sqrt(gx^2 + gy^2 + eps) of a 3x3-mean-filtered map, Sobel kernels / 4, zero padding throughout.
-
-    B x 1 x H x W -> B x 1 x H x W.
-    """
-
-    def __init__(self, eps: float = 1e-4) -> None:
-        super().__init__()
-        self.eps = eps
-        sobel_x = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]]) / 4
-        self.register_buffer('mean', torch.full((1, 1, 3, 3), 1 / 9), persistent=False)
-        self.register_buffer('kernels', torch.stack([sobel_x, sobel_x.t()])[:, None], persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.mean.to(x.dtype), padding=1)
-        g = F.conv2d(x, self.kernels.to(x.dtype), padding=1)
-        return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2 + self.eps)
 
 
 class CascadeLoss(nn.Module):

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.cascadepsp.backbone import ResNet50
+from models.resnet import ResNet50
 from models.cascadepsp.psp import PyramidPooling
 from models.cascadepsp.three_level import OUTPUT_KEYS, ThreeLevelCascade
 from models.cascadepsp.upsample import UpsampleBlock

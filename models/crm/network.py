@@ -60,8 +60,10 @@ class FeatureFusion(nn.Module):
     def __init__(self, channels: tuple[int, int, int] = (64, 256, 1024), widths: tuple[int, int, int] = (64, 64, 128),
                  out: int = 256) -> None:
         super().__init__()
-        for cin, cout, name in zip(channels, widths, ('128', '256', '1024')):  # the released names
+        names = ('128', '256', '1024')  # the released names (and order: the branches, then their second BNs)
+        for cin, cout, name in zip(channels, widths, names):
             setattr(self, f'aspp1_{name}', _Branch(cin, cout))
+        for cout, name in zip(widths, names):
             setattr(self, f'bn1_{name}', nn.BatchNorm2d(cout))
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(0.5)

@@ -89,7 +89,7 @@ def test_truncated_and_missing_checkpoint(tmp_path):
 
 def test_imagenet_init_zeroes_mask_channels(tmp_path):
     # A state dict in torchvision's resnet50 layout (3-channel stem, fc classifier).
-    from models.cascadepsp.backbone import ResNet50
+    from models.resnet import ResNet50
     net = ResNet50()
     state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
     state['conv1.weight'] = torch.randn(64, 3, 7, 7)

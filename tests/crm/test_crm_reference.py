@@ -140,10 +140,11 @@ def test_multiscale_through_eval_and_eval_post(crm_ref, crm_model, tmp_path):
                               np.asarray(Image.open(out / f'1.0_{name}_mask.png')))
     for s, text in ref['multiscale']['eval_post'].items():
         assert eval_post_cli.main(['--dir', str(out), '--mask_prefix', f'{s}_']) == 0
-        values = dict(line.split(':', 1) for line in (out / f'{s}_results_post.txt').read_text().splitlines())
-        expected = dict(line.split(':', 1) for line in text.splitlines())
-        for key in ('New IoU  ', 'Old IoU  ', 'New mBA  ', 'Old mBA  '):
-            assert float(values[key]) == pytest.approx(float(expected[key]), abs=2e-3), (s, key)
+        summary = json.loads((out / f'{s}_results_post.json').read_text())['summary']
+        expected = {k.strip(): float(v) for k, v in (line.split(':', 1) for line in text.splitlines())}
+        for key, label in (('new_iou', 'New IoU'), ('old_iou', 'Old IoU'), ('new_mba', 'New mBA'),
+                           ('old_mba', 'Old mBA'), ('small_objects', 'Number of small objects')):
+            assert summary[key] == pytest.approx(expected[label], abs=1e-9), (s, key)
 
 
 def test_loss_terms(crm_ref):

@@ -1,7 +1,8 @@
-"""Dilated ResNet-50 feature extractor (output stride 8) with a 6-channel stem.
+"""Dilated ResNet-50 feature extractor (output stride 8) with an RGB + mask stem, shared by the authors' networks
+(CascadePSP's RM: 6 input channels; CRM: 4).
 
-Module names follow the authors' released checkpoint (``feats.conv1``, ``feats.layer3.0.downsample.0``,
-...), so its state dict loads without any key mapping.
+Module names follow the authors' released checkpoints (``feats.conv1``, ``feats.layer3.0.downsample.0``,
+...), so their state dicts load without any key mapping.
 """
 from __future__ import annotations
 
@@ -36,16 +37,16 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    """ResNet-50 (blocks 3-4-6-3), output stride 8, for 6-channel input (RGB + 3 mask channels).
+    """ResNet-50 (blocks 3-4-6-3), output stride 8, for ``in_channels`` inputs (RGB + mask channels: 6 for
+    CascadePSP's RM, 4 for CRM).
 
-    layer3 and layer4 keep stride 1 and use dilation 2 and 4. As in the released model, the first
+    layer3 and layer4 keep stride 1 and use dilation 2 and 4. As in the released models, the first
     block of each dilated layer keeps dilation 1: only the blocks after it are dilated.
     """
 
-    in_channels = 6
-
-    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3)) -> None:
+    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), in_channels: int = 6) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.inplanes = 64
         self.conv1 = nn.Conv2d(self.in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -87,3 +88,10 @@ class ResNet50(nn.Module):
         s4 = self.layer1(x)
         x = self.layer4(self.layer3(self.layer2(s4)))
         return x, stem, s4
+
+    def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CRM's features: (stem after BN+ReLU, stride 2, 64 ch; layer1, stride 4, 256 ch; layer3, stride 8,
+        1024 ch). layer4 is not computed. Any input size (each stride-2 step maps n to ceil(n / 2))."""
+        x1 = self.relu(self.bn1(self.conv1(x)))
+        x2 = self.layer1(self.maxpool(x1))
+        return x1, x2, self.layer3(self.layer2(x2))

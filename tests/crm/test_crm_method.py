@@ -1,0 +1,85 @@
+"""CRM through every driver: eval.py's single-scale mode, tiny images, refine.py with a panel, eval.py --ade,
+and train.py --arch crm (a few CPU iterations, then a resume at the same iteration)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import eval as eval_cli
+import refine as refine_cli
+import train as train_cli
+from models.checkpoint import read_checkpoint, save_checkpoint
+from models.registry import build_model
+from models.seeded import seed_model
+
+
+@pytest.fixture(scope='module')
+def crm_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp('crm') / 'crm.pth'
+    save_checkpoint(path, seed_model(build_model('crm'), 4))
+    return path
+
+
+def _blob(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
+    image[mask > 0] //= 3
+    return image, mask
+
+
+def test_global_only_and_tiny_images(crm_file, tmp_path):
+    src = tmp_path / 'in'
+    src.mkdir()
+    for name, (h, w) in {'tiny': (12, 30), 'line': (5, 90), 'normal': (48, 64)}.items():  # sides <= 32 px too
+        image, mask = _blob(h, w)
+        Image.fromarray(image).save(src / f'{name}_im.png')
+        Image.fromarray(mask).save(src / f'{name}_seg.png')
+    out = tmp_path / 'out'
+    assert eval_cli.main(['--dir', str(src), '--output', str(out), '--model', str(crm_file), '--chunk', '700']) == 0
+    for name in ('tiny', 'line', 'normal'):
+        assert sorted(p.name for p in out.glob(f'*{name}_mask.png')) == sorted(
+            [f'{s}_{name}_mask.png' for s in ('0.125', '0.25', '0.5', '1.0')] + [f'{name}_mask.png'])
+    single = tmp_path / 'single'
+    assert eval_cli.main(['--dir', str(src), '--output', str(single), '--model', str(crm_file), '--global_only',
+                          '--L', '32']) == 0
+    assert sorted(p.name for p in single.glob('*_mask.png')) == ['line_mask.png', 'normal_mask.png', 'tiny_mask.png']
+    assert np.asarray(Image.open(single / 'normal_mask.png')).shape == (48, 64)
+
+
+def test_refine_cli_and_scene_parsing(crm_file, tmp_path):
+    image, mask = _blob(40, 56)
+    Image.fromarray(image).save(tmp_path / 'a.jpg')
+    Image.fromarray(mask).save(tmp_path / 'a.png')
+    assert refine_cli.main([str(tmp_path / 'a.jpg'), str(tmp_path / 'a.png'), '-o', str(tmp_path / 'r.png'),
+                            '--model', str(crm_file), '--visualize', str(tmp_path / 'panel.png'),
+                            '--scales', '0.5', '1.0']) == 0
+    assert np.asarray(Image.open(tmp_path / 'r.png')).shape == (40, 56) and (tmp_path / 'panel.png').is_file()
+
+    split = tmp_path / 'split'
+    split.mkdir()
+    Image.fromarray(image).save(split / 'scene_im.jpg')
+    Image.fromarray(mask).save(split / 'scene_3.0_seg.png')
+    Image.fromarray(mask).save(split / 'scene_3.0_gt.png')
+    assert eval_cli.main(['--ade', '--dir', str(split), '--output', str(tmp_path / 'masks'),
+                          '--model', str(crm_file)]) == 0
+    assert (tmp_path / 'masks' / 'scene_3.0_mask.png').is_file()
+
+
+def test_train_arch_crm_and_resume(tmp_path, tiny_data, train_args, caplog):
+    tiny_data()
+    caplog.set_level('INFO')
+    assert train_cli.main(train_args('--arch', 'crm')) == 0
+    (run,) = (tmp_path / 'saves').iterdir()
+    final = read_checkpoint(run / 'checkpoint_final.pth')
+    assert final['arch'] == 'crm' and final['iteration'] == 4 and final['config']['grad_weight'] == 2.0
+    assert 'total_loss=' in caplog.text and 'ce_loss=' in caplog.text
+    caplog.clear()
+    assert train_cli.main(train_args('--resume', str(run / 'checkpoint_2.pth'))) == 0  # the method from the file
+    assert 'at iteration 2' in caplog.text and 'it 3 train/' in caplog.text and 'it 1 train/' not in caplog.text
+    assert read_checkpoint(run / 'checkpoint_final.pth')['iteration'] == 4
+    with torch.no_grad():
+        assert torch.isfinite(torch.cat([v.flatten().float() for v in final['model'].values()])).all()
