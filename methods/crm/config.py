@@ -18,6 +18,7 @@ class CRMConfig:
     global_only: bool = field(default=False, metadata={
         'aliases': ('fast',), 'help': 'one pass at --L instead of the scales (the authors\' code crashes here)'})
     L: int = field(default=900, metadata={'help': 'with --global_only: the input\'s long side is scaled to at most L'})
+    stride: int = field(default=450, metadata={'help': 'accepted, as the authors\' test.py accepts it; unused by CRM'})
 
     def __post_init__(self) -> None:
         scales = list(self.scales)

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.cascadepsp.lite import BasicBlock, _conv_bn
 from models.resnet import ResNet50
 
 
@@ -99,25 +100,57 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+class CompactEncoder(nn.Module):
+    """A compact CPU encoder with the ResNet-50's three outputs (strides 2, 4, 8): basic blocks of widths
+    (stem, stride 4, stride 8, dilated stride 8), as in ``lite``."""
+
+    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 96), in_channels: int = 4) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.stem = _conv_bn(in_channels, w0, stride=2)
+        self.layer1 = nn.Sequential(_conv_bn(w0, w1, stride=2), BasicBlock(w1, w1))
+        self.layer2 = BasicBlock(w1, w2, stride=2)
+        self.layer3 = BasicBlock(w2, w3, dilation=2)
+        self.channels = (w0, w1, w3)
+
+    def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x1 = self.stem(x)
+        x2 = self.layer1(x1)
+        return x1, x2, self.layer3(self.layer2(x2))
+
+
 class CRMNet(nn.Module):
     """CRM: features at stride 2 from (image, mask), decoded at any query coordinate.
 
     Args:
-        encoder: ``resnet50`` (the authors').
+        encoder: ``resnet50`` (the authors') or ``compact`` (:class:`CompactEncoder`, for CPUs).
+        encoder_widths: the compact encoder's widths (ignored for ``resnet50``).
+        fusion_widths: channels of the three fusion branches (strides 2, 4, 8).
         feat_channels: channels of the fused features.
         mlp_hidden: widths of the decoder MLP's hidden layers.
     """
 
     arch = 'crm'
 
-    def __init__(self, encoder: str = 'resnet50', feat_channels: int = 256,
+    def __init__(self, encoder: str = 'resnet50', encoder_widths: tuple[int, ...] = (16, 32, 64, 96),
+                 fusion_widths: tuple[int, int, int] = (64, 64, 128), feat_channels: int = 256,
                  mlp_hidden: tuple[int, ...] = (32, 32, 32, 32)) -> None:
         super().__init__()
-        if encoder != 'resnet50':
-            raise ValueError(f"crm: unknown encoder {encoder!r}; known: 'resnet50'")
-        self.hparams = dict(encoder=encoder, feat_channels=feat_channels, mlp_hidden=list(mlp_hidden))
-        self.feats = ResNet50(in_channels=4)
-        self.aspp_ = FeatureFusion((64, 256, 1024), (64, 64, 128), feat_channels)
+        if encoder == 'resnet50':
+            self.feats: nn.Module = ResNet50(in_channels=4)
+            channels = (64, 256, 1024)
+        elif encoder == 'compact':
+            if len(encoder_widths) != 4:
+                raise ValueError(f'crm: the compact encoder needs 4 widths, got {list(encoder_widths)}')
+            self.feats = CompactEncoder(tuple(encoder_widths))
+            channels = self.feats.channels
+        else:
+            raise ValueError(f"crm: unknown encoder {encoder!r}; known: 'resnet50', 'compact'")
+        if len(fusion_widths) != 3:
+            raise ValueError(f'crm: fusion_widths needs 3 values, got {list(fusion_widths)}')
+        self.hparams = dict(encoder=encoder, encoder_widths=list(encoder_widths), fusion_widths=list(fusion_widths),
+                            feat_channels=feat_channels, mlp_hidden=list(mlp_hidden))
+        self.aspp_ = FeatureFusion(channels, tuple(fusion_widths), feat_channels)
         self.imnet = MLP(feat_channels + 6, tuple(mlp_hidden), 1)
 
     def features(self, image: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:

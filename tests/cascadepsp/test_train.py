@@ -136,3 +136,31 @@ def test_torchrun_two_ranks_on_cpu(tmp_path, tiny_data, train_args):
     final = read_checkpoint(run / 'checkpoint_final.pth')
     assert final['iteration'] == 2 and not any(k.startswith('module.') for k in final['model'])
     assert proc.stderr.count('it 2 train/') == 1  # logged once, by rank 0
+
+
+def test_saved_configs_are_strict_and_migrated():
+    from models.hub import BUNDLED
+    with pytest.raises(ValueError, match='unknown key.*nonsense'):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), 'nonsense': 1})
+    shipped = read_checkpoint(BUNDLED['lite'])['config']  # written before hyper-parameters were a mapping
+    cfg = TrainConfig.from_dict(shipped)
+    assert isinstance(cfg.arch_args, dict) and cfg.arch == 'lite' and cfg.val_args['L'] == 900
+    assert parse_args(['x', '--arch', 'lite', '--arch_args', '{"gf_radius": 6}']).arch_args == {'gf_radius': 6}
+    with pytest.raises(SystemExit):
+        parse_args(['x', '--arch_args', '[1, 2]'])  # not a mapping
+
+
+def test_preset_stages(tmp_path, tiny_data, train_args, caplog):
+    """--preset runs named stages with the preset's values; command-line flags override them."""
+    tiny_data()
+    small = [a for a in train_args() if a != 'tiny'] + ['--until', '2', '--sources', 'ecssd', '--data_root',
+                                                        str(tmp_path / 'data'), '--val_dir', '', '--threads', '0']
+    assert train_cli.main(['p', '--preset', 'lite', '--stage', 'stage1', *small]) == 0
+    (run,) = (tmp_path / 'saves').iterdir()
+    config = json.loads((run / 'config.json').read_text())
+    assert run.name.endswith('p_stage1') and config['degradation'] == 'mix' and config['lr'] == 1e-3
+    assert config['iterations'] == 4 and config['until'] == 2 and config['arch'] == 'lite'
+    assert read_checkpoint(run / 'checkpoint_final.pth')['iteration'] == 2
+    # All stages: stage 2 starts from stage 1's checkpoint 2400, which a 2-iteration stage 1 never writes.
+    assert train_cli.main(['q', '--preset', 'lite', *small]) == 2
+    assert 'checkpoint_2400.pth' in caplog.text

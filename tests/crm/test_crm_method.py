@@ -83,3 +83,20 @@ def test_train_arch_crm_and_resume(tmp_path, tiny_data, train_args, caplog):
     assert read_checkpoint(run / 'checkpoint_final.pth')['iteration'] == 4
     with torch.no_grad():
         assert torch.isfinite(torch.cat([v.flatten().float() for v in final['model'].values()])).all()
+
+
+def test_compact_encoder_round_trip(tmp_path):
+    from inference.predict import image_tensors, refine_image
+    from models.checkpoint import load_model
+    model = seed_model(build_model('crm', encoder='compact', fusion_widths=[8, 8, 16], feat_channels=16,
+                                   mlp_hidden=[16, 16]), 1).eval()
+    assert sum(p.numel() for p in model.parameters()) < 300_000  # the authors' has 24.3 M
+    save_checkpoint(tmp_path / 'c.pth', model)
+    loaded = load_model(tmp_path / 'c.pth').eval()
+    assert loaded.hparams == model.hparams
+    image, mask = _blob(30, 40)
+    a = refine_image(model, *image_tensors(image, mask)).probs
+    b = refine_image(loaded, *image_tensors(image, mask)).probs
+    assert a.shape == (1, 1, 30, 40) and torch.equal(a, b)
+    with pytest.raises(ValueError, match='unknown encoder'):
+        build_model('crm', encoder='vit')
