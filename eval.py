@@ -23,6 +23,7 @@ from inference.cli import add_model_flags, parse_with_model
 from inference.folders import refine_folder
 from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
+from util.atomic import OverwritesInput, refuse_overwriting_inputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger('eval')
     try:
         args, model, cfg = parse_with_model(parser, argv)
-    except CheckpointError as e:
+        refuse_overwriting_inputs({'--output': args.output, '--visualize': args.visualize}, {'--dir': args.dir})
+    except (CheckpointError, OverwritesInput) as e:
         log.error('%s', e)
         return 2
     if args.ade:

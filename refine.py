@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from inference.cli import add_model_flags, parse_with_model
-from inference.files import RefineOptions, refine_directory, refine_file
+from inference.files import RefineOptions, find_pairs, refine_directory, refine_file
 from inference.refiner import Refiner
 from models.checkpoint import CheckpointError
+from util.atomic import OverwritesInput, refuse_overwriting_inputs
 from util.image_io import ImageReadError
 
 
@@ -53,6 +55,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--dir needs --output')
     if args.image and (args.visualize is True or args.cutout is True):
         parser.error('in single mode, --visualize and --cutout take a file name')
+    try:
+        if args.dir:
+            suffixes = ['.png'] + ['_panel.png'] * bool(args.visualize) + ['_cutout.png'] * bool(args.cutout)
+            planned = [Path(args.output) / f'{name}{suffix}' for name, _, _ in find_pairs(args.dir, args.mask_suffix)[0]
+                       for suffix in suffixes]
+            inputs = [p for p in Path(args.dir).iterdir()] if Path(args.dir).is_dir() else []
+            refuse_overwriting_inputs({f'--output file {p.name}': p for p in planned}, {p.name: p for p in inputs})
+        else:
+            refuse_overwriting_inputs({'-o': args.output, '--visualize': args.visualize, '--cutout': args.cutout},
+                                      {'IMAGE': args.image, 'MASK': args.mask})
+    except OverwritesInput as e:
+        log.error('%s', e)
+        return 2
     opts = RefineOptions(binary=args.binary, resize_mask=args.resize_mask, instances=args.instances, cfg=cfg)
     refiner = Refiner(model=model, device=args.device)
     if args.dir:

@@ -52,6 +52,7 @@ class Recipe:
     * ``metrics(batch, outputs)``: extra scalars to log (e.g. IoU per output), computed without gradients.
     * ``images(batch, outputs)``: columns of an image grid, each B x 1|3 x H x W in [0, 1].
     * ``prepare(model)``: initialisation before training (e.g. ImageNet weights); may do nothing.
+    * ``size(batch)``: the number of samples in a batch (default: the first tensor's length).
     """
     dataset: Callable[[list], Dataset]
     to_device: Callable[[Batch, torch.device], Batch]
@@ -59,6 +60,7 @@ class Recipe:
     metrics: Callable[[Batch, dict[str, torch.Tensor]], dict[str, float]]
     images: Callable[[Batch, dict[str, torch.Tensor]], list[torch.Tensor]]
     prepare: Callable[[nn.Module], None] = lambda model: None
+    size: Callable[[Batch], int] = lambda batch: len(batch[0])
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class TrainConfig:
     resume: str | None = None      #: checkpoint of a killed run: continue at its iteration and learning rate
     workers: int = 8               #: data-loader processes per rank
     seed: int = 14159265
-    device: str = 'cuda'           #: 'cpu' for tests; under torchrun each rank takes cuda:LOCAL_RANK
+    device: str = field(default_factory=lambda: 'cuda' if torch.cuda.is_available() else 'cpu', metadata={
+        'help': 'cuda or cpu (default: what the machine has); under torchrun each rank takes cuda:LOCAL_RANK'})
     amp: bool = False              #: bfloat16 autocast on CUDA
     log_dir: str = 'runs'          #: TensorBoard logs go to log_dir/RUN
     save_dir: str = 'saves'        #: checkpoints and config.json go to save_dir/RUN

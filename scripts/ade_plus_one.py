@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.scene_parsing import all_plus_one  # noqa: E402
-from util.atomic import write_image  # noqa: E402
+from util.atomic import OverwritesInput, refuse_overwriting_inputs, write_image  # noqa: E402
 from util.image_io import ImageReadError, read_labels  # noqa: E402
 
 
@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--input', required=True)
     parser.add_argument('--output', required=True)
     args = parser.parse_args(argv)
+    try:  # a second shift of the same maps would be silently wrong
+        refuse_overwriting_inputs({'--output': args.output}, {'--input': args.input})
+    except OverwritesInput as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     failed = 0
     for path in sorted(Path(args.input).glob('*.png')):
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint  # noqa: E402
+from util.atomic import OverwritesInput, refuse_overwriting_inputs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--note', default='', help='free text stored with the weights (data, command, wall time)')
     args = parser.parse_args(argv)
     try:
+        refuse_overwriting_inputs({'OUTPUT': args.output}, {'CHECKPOINT': args.checkpoint})
         model, data = load_model(args.checkpoint), read_checkpoint(args.checkpoint)
-    except CheckpointError as e:
+    except (CheckpointError, OverwritesInput) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     save_checkpoint(args.output, model, half=True, config=data.get('config'), iteration=data.get('iteration'),

@@ -157,7 +157,7 @@ def train(cfg: TrainConfig) -> Path | None:
         terms['total_loss'].backward()
         optimizer.step()
         scheduler.step()
-        size = len(next(iter(outputs.values())))  # samples in this rank's batch
+        size = recipe.size(batch)  # samples in this rank's batch
         seen += size * world
 
         if (it + 1) % cfg.log_interval == 0 or it + 1 == end:

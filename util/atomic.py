@@ -50,3 +50,22 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, image):
             raise OSError(f'{path}: OpenCV could not write the image')
+
+
+class OverwritesInput(ValueError):
+    """An output path would replace one of the command's inputs."""
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None],
+                              inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Raise :class:`OverwritesInput`, naming both paths, when an output (file or folder) is one of the inputs.
+
+    ``outputs`` / ``inputs`` map a role (e.g. ``'--output'``, ``'IMAGE'``) to a path; None is skipped. Call it
+    before any work starts, so that a refused command changes nothing.
+    """
+    known = {Path(p).resolve(): (role, p) for role, p in inputs.items() if p is not None}  # symlinks followed
+    for out_role, out in outputs.items():
+        if out is not None and Path(out).resolve() in known:
+            in_role, inp = known[Path(out).resolve()]
+            raise OverwritesInput(f'{out_role} {out} is the input {in_role} {inp}: refusing to write over an '
+                                  'input; choose another output')
