@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in sources]
     if unknown:
         parser.error(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(sources)}")
+    if bad := [u for u in args.url if '=' not in u]:
+        parser.error(f"--url takes NAME=URL, got {', '.join(bad)}")
     urls = dict(u.split('=', 1) for u in args.url)
+    if unknown := [n for n in urls if n.split('/')[0] not in sources]:
+        parser.error(f"--url for unknown source(s) {', '.join(unknown)}; known: {', '.join(sources)}")
     failed = 0
     for name in dict.fromkeys(names):
         try:

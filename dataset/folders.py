@@ -94,9 +94,9 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
 
     Raises :class:`util.image_io.ImageReadError` or ``ValueError`` (size mismatch) naming the file.
     """
-    image = read_rgb(sample.image)
-    seg = read_grey(sample.seg, labels01=True)
-    gt = read_grey(sample.gt, labels01=True) if sample.gt else None
+    image = read_rgb(sample.image, exif=True)  # the orientation a viewer shows, as refine.py reads it
+    seg = read_grey(sample.seg, labels01=True, exif=True)
+    gt = read_grey(sample.gt, labels01=True, exif=True) if sample.gt else None
     for path, mask in ((sample.seg, seg), (sample.gt, gt)):
         if mask is not None and mask.shape != image.shape[:2]:
             raise ValueError(size_mismatch(path, mask.shape, sample.image, image.shape))

@@ -48,13 +48,12 @@ def _score(args: tuple[Triplet, bool]) -> ImageScore | str:
     try:
         if multiclass:
             gt, seg, mask = (read_labels(p) for p in (triplet.gt, triplet.seg, triplet.mask))
-            if mask.shape != gt.shape:  # labels cannot be interpolated
-                mask = cv2.resize(mask, gt.shape[::-1], interpolation=cv2.INTER_NEAREST)
         else:
             gt = read_grey(triplet.gt, labels01=True)
             seg, mask = read_grey(triplet.seg), read_grey(triplet.mask)
-        if seg.shape != gt.shape:
-            return size_mismatch(triplet.seg, seg.shape, triplet.gt, gt.shape)
+        for path, other in ((triplet.seg, seg), (triplet.mask, mask)):
+            if other.shape != gt.shape:  # a refined mask of another size is a mistake, not something to resize
+                return size_mismatch(path, other.shape, triplet.gt, gt.shape)
         return score_image(triplet.name, gt, seg, mask, multiclass=multiclass)
     except (ImageReadError, ValueError) as e:
         return str(e)

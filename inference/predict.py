@@ -41,4 +41,7 @@ def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cf
         :class:`methods.Refined` (probabilities B x C x H x W in [0, 1], named extras, stats).
     """
     method = method_of_model(model)
-    return method.refine(model, image, coarse, cfg if cfg is not None else method.InferConfig())
+    refined = method.refine(model, image, coarse, cfg if cfg is not None else method.InferConfig())
+    if not bool(torch.isfinite(refined.probs).all()):  # never write a silently empty mask
+        raise ValueError('the model produced non-finite probabilities (NaN or infinity)')
+    return refined

@@ -76,6 +76,8 @@ class Refiner:
             H x W uint8 soft mask, floor(probability * 255).
         """
         image, mask = self._validate(image, mask)
+        if mask.max(initial=0) == 1:  # {0, 1} labels, as the command line and refine_objects read them
+            mask = mask * np.uint8(255)
         refined = refine_image(self.model, *image_tensors(image, binarize(mask)), self.config(fast, cfg, **settings))
         return probability_to_uint8(refined.probs[0, 0])
 

@@ -130,6 +130,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
+        positive = ('iterations', 'batch_size', 'crop_size', 'log_interval', 'image_interval', 'save_interval',
+                    'val_interval')
+        if bad := [f'--{n} {getattr(self, n)}' for n in positive if getattr(self, n) < 1]:
+            raise ValueError(f'must be at least 1: {", ".join(bad)}')
+        if self.crop_size < 16:
+            raise ValueError(f'--crop_size must be at least 16 pixels, got {self.crop_size}')
+        if self.lr <= 0 or self.warmup < 0 or self.workers < 0 or self.threads < 0:
+            raise ValueError(f'--lr must be positive and --warmup, --workers, --threads not negative; got '
+                             f'{self.lr}, {self.warmup}, {self.workers}, {self.threads}')
         if isinstance(self.arch_args, str):  # checkpoints written before hyper-parameters were a mapping
             self.arch_args = json.loads(self.arch_args or '{}')
         if not isinstance(self.arch_args, dict):

@@ -99,6 +99,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
         raise CheckpointError(f'{path}: holds a {arch!r} model, not {model.arch!r}')
     state = extract_state_dict(data)
     check_state_dict(model, state, str(path))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f'{path}: non-finite values (NaN or infinity) in {len(bad)} tensor(s): '
+                              + ', '.join(bad[:10]) + (' ...' if len(bad) > 10 else ''))
     reference = model.state_dict()  # fp16 exports load into the model's own dtype
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=True)
     log.info('loaded weights from %s', path)

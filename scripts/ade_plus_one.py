@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except OverwritesInput as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    if not Path(args.input).is_dir():
+        print(f'error: {args.input}: no such input folder', file=sys.stderr)
+        return 2
     failed = 0
     for path in sorted(Path(args.input).glob('*.png')):
         try:

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         args.im_dir, args.gt_dir, args.seg_dir, args.output = args.positional
     if not all((args.im_dir, args.gt_dir, args.seg_dir, args.output)):
         parser.error('--im_dir, --gt_dir, --seg_dir and --output are required')
+    if missing := [d for d in (args.im_dir, args.gt_dir, args.seg_dir) if not Path(d).is_dir()]:
+        parser.error(f'no such input folder: {", ".join(missing)}')
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     report = split_folder(args.im_dir, args.gt_dir, args.seg_dir, args.output)
     logging.info('%d label map(s) split into %s, %d failed', report.done, args.output, len(report.failures))

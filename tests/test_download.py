@@ -295,3 +295,22 @@ def test_crm_weights_need_a_url_and_the_right_size(server, tmp_path, monkeypatch
     server.files['model_45705'] = b'\x00' * 9050
     assert download_dataset.main(['--what', 'crm', '--root', str(root), '--url', f'crm={server.url}/model_45705']) == 0
     assert (root / 'crm').stat().st_size == 9050
+
+
+def test_url_overrides_are_checked(server, tmp_path, caplog):
+    root = tmp_path / 'data'
+    for bad in (['--url', 'model'], ['--url', 'nosuch=http://x/y']):
+        with pytest.raises(SystemExit) as e:
+            download_dataset.main(['--what', 'model', '--root', str(root), *bad])
+        assert e.value.code == 2
+    # The published MD5 is the file's, whatever URL serves it: a truncated copy is refused and deleted.
+    server.files['truncated'] = b'\x00weights' * 10
+    assert download_dataset.main(['--what', 'model', '--root', str(root), '--url', f'model={server.url}/truncated']) == 1
+    assert 'MD5 mismatch' in caplog.text and not (root / 'model').exists()
+    # A corrupt archive is deleted, so the next run (here with a good link) fetches anew.
+    server.files['corrupt.zip'] = b'PK\x03\x04 not really a zip'
+    caplog.clear()
+    assert download_dataset.main(['--what', 'BIG', '--root', str(root), '--url', f'BIG={server.url}/corrupt.zip']) == 1
+    assert 'not a valid archive' in caplog.text and not (root / '.downloads' / 'BIG.zip').exists()
+    assert download_dataset.main(['--what', 'BIG', '--root', str(root), '--url', f'BIG={server.url}/BIG.zip']) == 0
+    assert (root / 'BIG' / 'val' / 'a_gt.png').is_file()

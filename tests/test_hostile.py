@@ -64,3 +64,158 @@ def test_scripts_refuse_to_write_over_their_input(tmp_path, capsys):
     digest = hashlib.md5(ckpt.read_bytes()).hexdigest()
     assert export_weights.main([str(ckpt), str(ckpt)]) == 2
     assert hashlib.md5(ckpt.read_bytes()).hexdigest() == digest
+
+
+def _save_pair(folder: Path, name: str, image: np.ndarray, mask: np.ndarray, im_suffix: str = '.png') -> None:
+    Image.fromarray(image).save(folder / f'{name}_im{im_suffix}')
+    Image.fromarray(mask).save(folder / f'{name}_seg.png')
+
+
+def _blob(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    image = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4:max(h // 4 + 1, 3 * h // 4), w // 4:3 * w // 4] = 255
+    image[mask > 0] //= 3
+    return image, mask
+
+
+@pytest.mark.parametrize('h,w,L', [(4, 4000, 900), (8, 4000, 300), (4000, 5, 900)])
+def test_extreme_aspect_ratios_are_refined(tmp_path, h, w, L):
+    src = tmp_path / 'in'
+    src.mkdir()
+    _save_pair(src, 'line', *_blob(h, w))
+    _save_pair(src, 'normal', *_blob(40, 56))
+    assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'out'), '--L', str(L)]) == 0
+    assert np.asarray(Image.open(tmp_path / 'out' / 'line_mask.png')).shape == (h, w)
+    assert (tmp_path / 'out' / 'normal_mask.png').is_file()
+
+
+def test_any_per_image_error_is_that_image_s_failure(tmp_path, monkeypatch, caplog):
+    import methods.cascadepsp.inference as cascade
+    src = tmp_path / 'in'
+    src.mkdir()
+    for name in ('a', 'b', 'c'):
+        _save_pair(src, name, *_blob(30, 40))
+    real = cascade.refine_global_local
+
+    def fails_on_b(model, image, mask, cfg):
+        if image.shape[-1] == 40 and fails_on_b.calls == 1:
+            fails_on_b.calls += 1
+            raise RuntimeError('DefaultCPUAllocator: can\'t allocate memory')
+        fails_on_b.calls += 1
+        return real(model, image, mask, cfg)
+    fails_on_b.calls = 0
+    caplog.set_level('INFO')
+    monkeypatch.setattr(cascade, 'refine_global_local', fails_on_b)
+    assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'out')]) == 1
+    assert "b: RuntimeError: DefaultCPUAllocator: can't allocate memory" in caplog.text
+    assert sorted(p.name for p in (tmp_path / 'out').glob('*_mask.png')) == ['a_mask.png', 'c_mask.png']
+    assert '2 image(s) refined' in caplog.text and '1 failed' in caplog.text
+
+
+def test_non_finite_weights_are_refused(tmp_path, caplog):
+    import torch
+    from models.checkpoint import CheckpointError, load_model, read_checkpoint
+    from models.hub import BUNDLED
+    data = read_checkpoint(BUNDLED['lite'])
+    data['model']['layer2.0.conv1.0.weight'][0, 0, 0, 0] = float('nan')
+    torch.save(data, tmp_path / 'nan.pth')
+    with pytest.raises(CheckpointError, match=r'nan.pth: non-finite values .* layer2.0.conv1.0.weight'):
+        load_model(tmp_path / 'nan.pth')
+    assert export_weights.main([str(tmp_path / 'nan.pth'), str(tmp_path / 'out.pth')]) == 2
+    assert not (tmp_path / 'out.pth').exists()
+    assert eval_cli.main(['--dir', str(tmp_path), '--output', str(tmp_path / 'o'), '--model', str(tmp_path / 'nan.pth')]) == 2
+    assert 'non-finite values' in caplog.text and 'layer2.0.conv1.0.weight' in caplog.text
+
+
+def test_non_finite_outputs_are_that_image_s_failure(tmp_path, monkeypatch, caplog):
+    import torch
+    import methods.cascadepsp.inference as cascade
+    src = tmp_path / 'in'
+    src.mkdir()
+    _save_pair(src, 'img', *_blob(30, 40))
+    monkeypatch.setattr(cascade, 'refine_global_local',
+                        lambda model, image, mask, cfg: (torch.full_like(mask, float('nan')), 0))
+    assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'o')]) == 1
+    assert 'img: the model produced non-finite probabilities' in caplog.text
+    assert not (tmp_path / 'o' / 'img_mask.png').exists()
+
+
+def test_masks_users_have(tmp_path):
+    from inference.refiner import Refiner
+    from util.image_io import read_mask, read_rgb
+    image, mask = _blob(40, 56)
+    red = np.zeros((40, 56, 3), np.uint8)
+    red[..., 0] = mask  # a red object on black: its luma (76) is below the threshold
+    Image.fromarray(red).save(tmp_path / 'red.png')
+    assert np.array_equal(read_mask(tmp_path / 'red.png'), mask)
+    refiner = Refiner()
+    from_01 = refiner.refine(image, (mask > 0).astype(np.uint8), L=64)  # {0, 1} labels through the API
+    assert np.array_equal(from_01, refiner.refine(image, mask, L=64)) and from_01.max() > 127
+    deep = np.linspace(0, 4095, 40 * 56).reshape(40, 56).astype(np.uint16)  # 12 bits stored in a 16-bit PNG
+    Image.fromarray(deep).save(tmp_path / 'deep.png')
+    assert read_rgb(tmp_path / 'deep.png').max() == 255
+
+
+def test_eval_applies_exif_orientation_and_names_collisions(tmp_path, caplog):
+    src = tmp_path / 'in'
+    src.mkdir()
+    image, mask = _blob(30, 50)
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(image, 1)))  # stored rotated, shown upright by EXIF 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(src / 'photo_im.jpg', exif=exif)
+    Image.fromarray(mask).save(src / 'photo_seg.png')
+    _save_pair(src, 'upper', *_blob(30, 40), im_suffix='.JPG')
+    _save_pair(src, 'twice', *_blob(30, 40), im_suffix='.jpg')
+    Image.fromarray(_blob(30, 40)[0]).save(src / 'twice_im.png')
+    assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'out')]) == 1
+    assert np.asarray(Image.open(tmp_path / 'out' / 'photo_mask.png')).shape == (30, 50)
+    assert (tmp_path / 'out' / 'upper_mask.png').is_file() and 'upper' not in caplog.text.replace('upper_mask', '')
+    assert 'twice: several files (twice_im.jpg, twice_im.png)' in caplog.text
+    assert not (tmp_path / 'out' / 'twice_mask.png').exists()
+
+
+def test_eval_post_reports_a_mis_sized_refined_mask(tmp_path, caplog):
+    import eval_post as eval_post_cli
+    gt = np.zeros((30, 40), np.uint8)
+    gt[5:25, 5:35] = 255
+    Image.fromarray(gt).save(tmp_path / 'a_gt.png')
+    Image.fromarray(gt).save(tmp_path / 'a_seg.png')
+    Image.fromarray(gt[:, :20]).save(tmp_path / 'a_mask.png')
+    assert eval_post_cli.main(['--dir', str(tmp_path)]) != 0
+    assert 'a_mask.png: size 20x30 differs' in caplog.text and not (tmp_path / 'results_post.txt').exists()
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--log_interval', '0'], 'must be at least 1: --log_interval 0'),
+    (['--crop_size', '0'], 'must be at least 1: --crop_size 0'),
+    (['--schedule', 'foo'], "schedule must be 'step' or 'cosine'"),
+    (['-i', '-5'], 'must be at least 1: --iterations -5'),
+    (['-i', '0'], 'must be at least 1: --iterations 0'),
+])
+def test_train_flags_out_of_range(flags, message, caplog):
+    import train as train_cli
+    assert train_cli.main(['x', '--device', 'cpu', *flags]) == 2
+    assert message in caplog.text
+
+
+def test_out_of_range_hyper_parameters_in_a_checkpoint(tmp_path):
+    import torch
+    from models.checkpoint import CheckpointError, load_model, read_checkpoint
+    from models.hub import BUNDLED
+    data = read_checkpoint(BUNDLED['lite'])
+    torch.save({**data, 'hparams': {**data['hparams'], 'gf_radius': -5}}, tmp_path / 'bad.pth')
+    with pytest.raises(CheckpointError, match='bad.pth: .*gf_radius -5'):
+        load_model(tmp_path / 'bad.pth')
+    torch.save({**data, 'hparams': [1, 2]}, tmp_path / 'list.pth')
+    with pytest.raises(CheckpointError, match='not a mapping'):
+        load_model(tmp_path / 'list.pth')
+
+
+def test_scene_scripts_refuse_a_missing_input_folder(tmp_path, capsys):
+    from scripts import split_scene
+    assert ade_plus_one.main(['--input', str(tmp_path / 'none'), '--output', str(tmp_path / 'o')]) == 2
+    with pytest.raises(SystemExit) as e:
+        split_scene.main([str(tmp_path / 'none'), str(tmp_path), str(tmp_path), str(tmp_path / 'o')])
+    assert e.value.code == 2 and 'no such input folder' in capsys.readouterr().err

@@ -243,8 +243,9 @@ def _candidates(source: Source, remote: Remote, mirror: str | None, urls: dict[s
     """Where to fetch ``remote`` from, in order: a ``--url`` override (not verified: the user chose the
     file), a mirror (the same files, so the published checksums apply), else the built-in candidates."""
     override = urls.get(source.name) if len(source.remotes) == 1 else urls.get(f'{source.name}/{remote.filename}')
-    if override:
-        return [Candidate(url=override)]
+    if override:  # the published checksum is the file's, whatever URL serves it
+        known = next((c for c in remote.candidates if c.md5 or c.sha256), Candidate())
+        return [Candidate(url=override, md5=known.md5, sha256=known.sha256)]
     if mirror:
         known = remote.candidates[0] if remote.candidates else Candidate()
         return [Candidate(url=mirror.rstrip('/') + '/' + remote.filename, md5=known.md5, sha256=known.sha256)]
@@ -317,7 +318,12 @@ def download_source(source: Source, root: str | Path, mirror: str | None = None,
         with tempfile.TemporaryDirectory(prefix=f'.{name}.', dir=root) as tmp:
             extracted = Path(tmp) / 'extracted'
             for path in files:
-                _extract(path, extracted)
+                try:
+                    _extract(path, extracted)
+                except (DownloadError, zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+                    path.unlink(missing_ok=True)  # a corrupt archive must not be reused by the next try
+                    raise DownloadError(f'{path}: not a valid archive ({type(e).__name__}: {e}); it was deleted, '
+                                        'run again to fetch it anew') from e
             _arrange(source, extracted, Path(tmp) / 'arranged')
             os.replace(Path(tmp) / 'arranged', final)  # the folder appears only once complete
     if not keep_archives:

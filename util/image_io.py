@@ -48,10 +48,14 @@ def _open(path: str | os.PathLike, exif: bool = False) -> Image.Image:
 
 
 def _wide_to_uint8(image: Image.Image) -> np.ndarray:
-    """Grey image with more than 8 bits per pixel -> uint8, scaling 0..65535 down when it is used."""
+    """Grey image with more than 8 bits per pixel -> uint8. Values above 255 are scaled down from the
+    smallest bit depth that holds them (10, 12, 14 or 16 bits: a 12-bit camera image stored in a 16-bit PNG
+    uses 0..4095 and would read almost black if scaled from 65535)."""
     arr = np.asarray(image).astype(np.float64)
-    if arr.max(initial=0) > 255:
-        arr = arr / (65535.0 if arr.max() <= 65535 else arr.max()) * 255
+    top = arr.max(initial=0)
+    if top > 255:
+        depth = next((2.0 ** b - 1 for b in (10, 12, 14, 16) if top <= 2 ** b - 1), top)
+        arr = arr / depth * 255
     return np.clip(np.round(arr), 0, 255).astype(np.uint8)
 
 
@@ -70,21 +74,23 @@ def _grey(image: Image.Image, labels01: bool) -> np.ndarray:
     return grey
 
 
-def read_grey(path: str | os.PathLike, labels01: bool = False) -> np.ndarray:
-    """Read a mask as H x W uint8 in 0..255.
+def read_grey(path: str | os.PathLike, labels01: bool = False, exif: bool = False) -> np.ndarray:
+    """Read a mask as H x W uint8 in 0..255 (``exif``: apply the EXIF orientation).
 
     With ``labels01``, a mask whose values are all in {0, 1} (FSS-1000 style labels) is scaled to
     {0, 255} instead of being read as (almost) empty. Leave it off for soft predictions, where a
     near-zero probability map would be misread as foreground.
     """
-    return _grey(_open(path), labels01)
+    return _grey(_open(path, exif), labels01)
 
 
 def read_mask(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
     """Read a practitioner's mask as H x W uint8 in 0..255.
 
-    An image with a varying alpha channel (a background remover's RGBA cut-out) gives its alpha; otherwise
-    the grey value, with {0, 1} labels scaled to {0, 255} and 16-bit masks rescaled.
+    An image with a varying alpha channel (a background remover's RGBA cut-out) gives its alpha; a colour
+    mask (channels that differ) gives the largest channel, so a red or blue object is foreground (its luma
+    is below the threshold); otherwise the grey value, with {0, 1} labels scaled to {0, 255} and 16-bit masks
+    rescaled.
     """
     image = _open(path, exif)
     if 'A' in image.getbands():
@@ -92,6 +98,11 @@ def read_mask(path: str | os.PathLike, exif: bool = False) -> np.ndarray:
         if alpha.min() != alpha.max():
             return alpha
         image = image.convert('RGB' if len(image.getbands()) > 2 else 'L')
+    if image.mode in ('RGB', 'P', 'CMYK', 'YCbCr', 'HSV', 'LAB'):
+        rgb = np.asarray(image.convert('RGB'))
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+            grey = rgb.max(axis=2)
+            return grey * np.uint8(255) if grey.max(initial=0) == 1 else grey
     return _grey(image, labels01=True)
 
 

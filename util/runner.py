@@ -45,8 +45,8 @@ class RunReport:
 def run_items(items: Sequence[Item], process: Callable[[Item], dict[str, float] | None], name: Callable[[Item], str],
               report: RunReport | None = None, progress: bool = True,
               after: Callable[[], None] | None = None) -> RunReport:
-    """Call ``process`` on every item. An unreadable file, a size mismatch or any ``ValueError``/``OSError`` is
-    a failure of that item, logged with ``name(item)``; the others go on. ``process`` may return statistics
+    """Call ``process`` on every item. Any error (an unreadable file, a size mismatch, an allocation that
+    fails, ...) is a failure of that item, logged with ``name(item)``; the others go on. ``process`` may return statistics
     to add up; ``after`` runs after every item (e.g. to free a GPU cache)."""
     report = report or RunReport()
     start = time.perf_counter()
@@ -59,6 +59,9 @@ def run_items(items: Sequence[Item], process: Callable[[Item], dict[str, float] 
         except (ImageReadError, ValueError, OSError) as e:
             report.failures.append(f'{name(item)}: {e}')
             log.error('%s: %s', name(item), e)
+        except Exception as e:  # out of memory, a shape the network refuses, ...: this item only
+            report.failures.append(f'{name(item)}: {type(e).__name__}: {e}')
+            log.error('%s: %s: %s', name(item), type(e).__name__, e)
         if after:
             after()
         bar and bar.update(i + 1)

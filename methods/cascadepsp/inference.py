@@ -19,10 +19,19 @@ from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.padding import safe_forward
 
 
+#: The shortest side a resized input keeps (an image of 4000 x 4 at L = 900 would otherwise have a side of 0).
+MIN_SIDE = 8
+
+
 def resize_max_side(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     """Resize so the long side becomes ``size``, with the size rounding of ``F.interpolate(scale_factor=...)``
-    (the authors' rule; e.g. 190 x 250 -> 96 gives 72 x 96)."""
+    (the authors' rule; e.g. 190 x 250 -> 96 gives 72 x 96). A side that would fall under ``MIN_SIDE`` px
+    (extreme aspect ratios, where the authors' code crashes) is kept at ``MIN_SIDE`` (or its own size)."""
     ratio = size / max(x.shape[-2:])
+    short = [int(s * ratio) for s in x.shape[-2:]]
+    if min(short) < MIN_SIDE:
+        out = tuple(max(n, min(MIN_SIDE, s)) for n, s in zip(short, x.shape[-2:]))
+        return F.interpolate(x, size=out, mode=mode, **({'align_corners': False} if mode in ('bilinear', 'bicubic') else {}))
     if mode in ('bilinear', 'bicubic'):
         return F.interpolate(x, scale_factor=ratio, mode=mode, align_corners=False)
     return F.interpolate(x, scale_factor=ratio, mode=mode)

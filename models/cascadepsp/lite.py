@@ -90,6 +90,10 @@ class LiteRefinementModule(ThreeLevelCascade):
         widths, blocks, up_channels = tuple(widths), tuple(blocks), tuple(up_channels)
         if len(widths) != 5 or len(blocks) != 4 or len(up_channels) != 2:
             raise ValueError(f'lite: widths need 5 values, blocks 4, up_channels 2; got {widths}, {blocks}, {up_channels}')
+        if min(*widths, *blocks, *up_channels, psp_channels, gf_radius) < 1 or not gf_eps > 0:
+            raise ValueError(f'lite: sizes and gf_radius must be at least 1 and gf_eps positive; got widths {widths}, '
+                             f'blocks {blocks}, up_channels {up_channels}, psp_channels {psp_channels}, '
+                             f'gf_radius {gf_radius}, gf_eps {gf_eps}')
         self.hparams = dict(widths=list(widths), blocks=list(blocks), psp_channels=psp_channels,
                             up_channels=list(up_channels), gf_radius=gf_radius, gf_eps=gf_eps,
                             prior_scale=prior_scale)
