@@ -17,6 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from methods import METHODS, method_of
 from methods.base import Method, Stage, TrainConfig
 from models.checkpoint import CheckpointError, read_checkpoint
@@ -87,6 +89,36 @@ def _run_stages(method: Method, preset: str, only: str | None, exp_id: str, expl
             finished[stage.name] = final
 
 
+#: Flags a resumed run may change: where and how fast it runs, how often it logs, how long it goes on.
+RESUME_MAY_CHANGE = ('resume', 'iterations', 'until', 'device', 'workers', 'threads', 'data_root', 'log_dir',
+                     'save_dir', 'log_interval', 'image_interval', 'save_interval', 'val_interval', 'val_dir')
+
+
+def resumed_config(method: Method, explicit: dict) -> TrainConfig:
+    """The configuration of the run being resumed, read from its checkpoint, with the few flags that may
+    change (:data:`RESUME_MAY_CHANGE`). A flag that contradicts the checkpoint is refused by name, and a
+    finished run (its ``checkpoint_final.pth`` written) is never continued in place."""
+    path = Path(explicit['resume'])
+    data = read_checkpoint(path)
+    if not isinstance(data.get('config'), dict):
+        raise CheckpointError(f'{path}: holds no training configuration; start a new run with --load {path}')
+    saved = method.TrainConfig.from_dict(data['config'], str(path))
+    conflicts = [f'--{k} {v!r} (the run has {getattr(saved, k)!r})' for k, v in explicit.items()
+                 if k not in RESUME_MAY_CHANGE and v != getattr(saved, k)]
+    if conflicts:
+        raise ValueError(f'{path}: a resumed run keeps its configuration; these flags contradict it: '
+                         f'{"; ".join(conflicts)}. Start a new run (--load {path}) to change them.')
+    cfg = dataclasses.replace(saved, **{k: v for k, v in explicit.items() if k in RESUME_MAY_CHANGE})
+    if 'device' not in explicit and cfg.device.startswith('cuda') and not torch.cuda.is_available():
+        log.warning('%s: the run used %s; this machine has no GPU, continuing on the CPU', path, cfg.device)
+        cfg = dataclasses.replace(cfg, device='cpu')
+    final = Path(cfg.save_dir) / str(data.get('run', '')) / 'checkpoint_final.pth'
+    if data.get('run') and final.is_file():
+        raise ValueError(f'{final}: that run has finished; resuming it would overwrite its files. Start a new run '
+                         f'with --load {path}')
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     try:
@@ -99,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.stage:
                 raise ValueError('--stage needs --preset')
-            train(dataclass_from_args(method.TrainConfig, args))
+            if args.resume:
+                explicit = {k: v for k, v in vars(_parser(method, suppress=True).parse_args(argv)).items()
+                            if k not in ('preset', 'stage')}
+                train(resumed_config(method, explicit))
+            else:
+                train(dataclass_from_args(method.TrainConfig, args))
     except NonFiniteLoss as e:
         log.error('%s', e)
         return 1

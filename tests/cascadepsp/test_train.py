@@ -57,7 +57,15 @@ def test_train_checkpoint_eval_and_resume(tmp_path, caplog, tiny_data, train_arg
     mid = read_checkpoint(run / 'checkpoint_2.pth')
     assert mid['iteration'] == 2 and mid['optimizer']['param_groups'][0]['lr'] == pytest.approx(2.25e-5)
     caplog.clear()
-    assert train_cli.main(train_args('--resume', str(run / 'checkpoint_2.pth'))) == 0
+    # A finished run is never continued in place, and a resume keeps the run's configuration.
+    assert train_cli.main(train_args('--resume', str(run / 'checkpoint_2.pth'))) == 2
+    assert 'that run has finished' in caplog.text
+    (run / 'checkpoint_final.pth').unlink()  # as if the run had been killed after iteration 2
+    caplog.clear()
+    assert train_cli.main(['--resume', str(run / 'checkpoint_2.pth'), '-b', '4', '--lr', '0.5']) == 2
+    assert "--batch_size 4 (the run has 2)" in caplog.text and '--lr 0.5 (the run has 0.000225)' in caplog.text
+    caplog.clear()
+    assert train_cli.main(['--resume', str(run / 'checkpoint_2.pth'), '--device', 'cpu']) == 0  # the file alone
     assert 'resumed' in caplog.text and 'at iteration 2 (lr 2.25e-05)' in caplog.text
     assert 'it 3 train/' in caplog.text and 'it 1 train/' not in caplog.text
     resumed = read_checkpoint(run / 'checkpoint_final.pth')  # same run folder

@@ -78,9 +78,11 @@ def test_train_arch_crm_and_resume(tmp_path, tiny_data, train_args, caplog):
     assert final['arch'] == 'crm' and final['iteration'] == 4 and final['config']['grad_weight'] == 2.0
     assert 'total_loss=' in caplog.text and 'ce_loss=' in caplog.text
     caplog.clear()
-    assert train_cli.main(train_args('--resume', str(run / 'checkpoint_2.pth'))) == 0  # the method from the file
+    (run / 'checkpoint_final.pth').unlink()  # as if killed after iteration 2
+    assert train_cli.main(['--resume', str(run / 'checkpoint_2.pth')]) == 0  # the method and config from the file
     assert 'at iteration 2' in caplog.text and 'it 3 train/' in caplog.text and 'it 1 train/' not in caplog.text
     assert read_checkpoint(run / 'checkpoint_final.pth')['iteration'] == 4
+    assert read_checkpoint(run / 'checkpoint_final.pth')['config']['arch'] == 'crm'
     with torch.no_grad():
         assert torch.isfinite(torch.cat([v.flatten().float() for v in final['model'].values()])).all()
 
