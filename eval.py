@@ -20,7 +20,7 @@ import logging
 import sys
 
 from inference.cli import add_model_flags, parse_with_model
-from inference.folders import refine_folder
+from inference.folders import SettingsMismatch, refine_folder
 from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
 from util.atomic import OverwritesInput, refuse_overwriting_inputs
@@ -40,15 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, model, cfg = parse_with_model(parser, argv)
         refuse_overwriting_inputs({'--output': args.output, '--visualize': args.visualize}, {'--dir': args.dir})
-    except (CheckpointError, OverwritesInput) as e:
+        if args.ade:
+            ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
+        else:
+            report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite, clear_cache=args.clear,
+                                   visualize_dir=args.visualize)
+    except (CheckpointError, OverwritesInput, SettingsMismatch, OSError) as e:
         log.error('%s', e)
         return 2
     if args.ade:
-        ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
         log.info('%s', ade.summary())
         return 1 if ade.failures else 0
-    report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite, clear_cache=args.clear,
-                           visualize_dir=args.visualize)
     log.info('%s', report.summary())
     if report.failures:
         log.error('%d input(s) failed; each is reported above by file name', len(report.failures))

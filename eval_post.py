@@ -19,6 +19,7 @@ import logging
 import sys
 
 from evaluation.scene_folders import fuse_and_score_folder
+from util.atomic import ensure_folder
 from util.image_io import ImageReadError
 from evaluation.post_eval import evaluate_folder, format_results, write_results
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             parser.error(f'--ade needs {", ".join(missing)}')
         try:
+            ensure_folder(args.output)
             _, printed = fuse_and_score_folder(args.mask_dir, args.seg_dir, args.gt_dir, args.split_dir,
                                                args.output, args.visualize)
         except (ImageReadError, ValueError, OSError) as e:
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dir:
         parser.error('--dir is required (or --ade with its folders)')
 
+    try:
+        ensure_folder(args.output or args.dir)
+    except OSError as e:
+        log.error('%s', e)
+        return 2
     summary, scores, problems = evaluate_folder(args.dir, args.mask_prefix, args.workers, args.multiclass)
     if problems:
         for p in problems:

@@ -20,7 +20,7 @@ from inference.cli import add_model_flags, parse_with_model
 from inference.files import RefineOptions, find_pairs, refine_directory, refine_file
 from inference.refiner import Refiner
 from models.checkpoint import CheckpointError
-from util.atomic import OverwritesInput, refuse_overwriting_inputs
+from util.atomic import OverwritesInput, check_output_file, ensure_folder, refuse_overwriting_inputs
 from util.image_io import ImageReadError
 
 
@@ -62,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
                        for suffix in suffixes]
             inputs = [p for p in Path(args.dir).iterdir()] if Path(args.dir).is_dir() else []
             refuse_overwriting_inputs({f'--output file {p.name}': p for p in planned}, {p.name: p for p in inputs})
+            ensure_folder(args.output)
         else:
-            refuse_overwriting_inputs({'-o': args.output, '--visualize': args.visualize, '--cutout': args.cutout},
-                                      {'IMAGE': args.image, 'MASK': args.mask})
-    except OverwritesInput as e:
+            outputs = {'-o': args.output, '--visualize': args.visualize, '--cutout': args.cutout}
+            refuse_overwriting_inputs(outputs, {'IMAGE': args.image, 'MASK': args.mask})
+            for flag, path in outputs.items():  # before the work: a name that cannot be written
+                if path is not None:
+                    check_output_file(path, flag)
+    except (OverwritesInput, OSError) as e:
         log.error('%s', e)
         return 2
     opts = RefineOptions(binary=args.binary, resize_mask=args.resize_mask, instances=args.instances, cfg=cfg)

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from methods import method_of_model
 from models.hub import load_pretrained
+from util import image_io
 from util.cli import add_dataclass_flags, dataclass_from_args
 
 
@@ -22,6 +23,8 @@ def add_model_flags(parser: argparse.ArgumentParser, default: str = 'lite') -> N
                         help="lite (bundled, default), cascadepsp (the authors' weights, downloaded once), "
                              "or a path: the released 'model' file or a train.py checkpoint")
     parser.add_argument('--device', default=default_device())
+    parser.add_argument('--max_pixels', type=int, default=image_io.MAX_PIXELS,
+                        help='refuse images above this many pixels before decoding them (0: no limit)')
 
 
 def parse_with_model(parser: argparse.ArgumentParser, argv: list[str] | None,
@@ -41,6 +44,7 @@ def parse_with_model(parser: argparse.ArgumentParser, argv: list[str] | None,
         if help_overrides and action.dest in help_overrides:
             action.help = help_overrides[action.dest]
     args = parser.parse_args(argv)
+    image_io.set_max_pixels(args.max_pixels)
     try:
         cfg = dataclass_from_args(method_of_model(model).InferConfig, args)
     except ValueError as e:

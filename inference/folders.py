@@ -9,6 +9,9 @@ written last and marks the image as finished.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,9 @@ import torch
 import torch.nn as nn
 
 from dataset.folders import Sample, find_samples, load_sample
-from inference.predict import image_tensors, refine_image
+from inference.predict import default_config, image_tensors, refine_image
 from inference.visualize import refinement_panel
-from util.atomic import write_image
+from util.atomic import ensure_folder, write_image, write_text
 from util.runner import RunReport, run_items
 from util.transforms import probability_to_uint8
 
@@ -41,14 +44,50 @@ def _refine_sample(model: nn.Module, sample: Sample, output: Path, cfg: Any, vis
     return refined.stats
 
 
+SETTINGS_FILE = 'refine_settings.json'
+
+
+class SettingsMismatch(ValueError):
+    """An output folder holds results made with other settings or another model."""
+
+
+def run_settings(model: nn.Module, cfg: Any) -> dict:
+    """What decides a folder's results: the network (architecture, hyper-parameters, a digest of its
+    weights) and the method's inference settings. JSON-ready."""
+    digest = hashlib.sha1()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    settings = {'arch': getattr(model, 'arch', ''), 'hparams': getattr(model, 'hparams', {}),
+                'weights_sha1': digest.hexdigest(), 'settings': dataclasses.asdict(cfg) if cfg is not None else {}}
+    return json.loads(json.dumps(settings))
+
+
+def check_settings(output: Path, model: nn.Module, cfg: Any, overwrite: bool) -> None:
+    """Record the run's settings in ``output`` (:data:`SETTINGS_FILE`); a folder already holding results of
+    other settings is refused, naming what differs, unless ``overwrite`` (which redoes every image)."""
+    settings = run_settings(model, cfg if cfg is not None else default_config(model))
+    path = output / SETTINGS_FILE
+    if path.is_file() and not overwrite:
+        recorded = json.loads(path.read_text())
+        if recorded != settings:
+            differ = sorted(k for k in settings['settings'] if recorded.get('settings', {}).get(k) != settings['settings'][k])
+            differ += [k for k in ('arch', 'hparams', 'weights_sha1') if recorded.get(k) != settings[k]]
+            raise SettingsMismatch(f'{output} holds results made with other settings ({", ".join(differ)} differ, '
+                                   f'see {path}); use another --output, or --overwrite to redo every image')
+    write_text(path, json.dumps(settings, indent=1) + '\n')
+
+
 def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Path, cfg: Any = None,
                   overwrite: bool = False, clear_cache: bool = False, progress: bool = True,
                   visualize_dir: str | Path | None = None) -> RunReport:
     """Refine every sample of ``input_dir`` into ``output_dir`` with ``model``'s method and ``cfg`` (its
     inference config); a bad sample is reported and skipped. ``visualize_dir``: also write
     ``NAME_panel.png`` there (see :mod:`inference.visualize`)."""
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    output = ensure_folder(output_dir)
+    if visualize_dir:
+        ensure_folder(visualize_dir)
+    check_settings(output, model, cfg, overwrite)
     samples, problems = find_samples(input_dir)
     report = RunReport(failures=list(problems))
     for p in problems:

@@ -14,10 +14,11 @@ from typing import Any
 import torch.nn as nn
 
 from evaluation.scene_parsing import component_box
+from inference.folders import check_settings
 from util.runner import RunReport, run_items
 from inference.objects import refine_crops
 from inference.predict import mask_tensor
-from util.atomic import write_image
+from util.atomic import ensure_folder, write_image
 from util.image_io import read_grey, read_rgb, size_mismatch
 from util.transforms import normalize_image, probability_to_uint8
 
@@ -57,10 +58,10 @@ def refine_split_folder(model: nn.Module, split_dir: str | Path, output: str | P
     224 px are upscaled unless ``cfg.min_size`` says otherwise (the authors' setting). The report counts
     images; its ``stats['components']`` counts components.
     """
-    split_dir, output = Path(split_dir), Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    split_dir, output = Path(split_dir), ensure_folder(output)
     if cfg is not None and getattr(cfg, 'min_size', 0) is None:
         cfg = dataclasses.replace(cfg, min_size=ADE_MIN_SIZE)
+    check_settings(output, model, cfg, overwrite)
     report = RunReport()
     by_image: dict[str, list[str]] = {}
     for gt in sorted(split_dir.glob('*_gt.png')):

@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     lines = [f'# held-out split: {" ".join(args.take)}, numpy default_rng({args.seed}) over sorted pairs']
     for item in args.take:
-        source, count = item.split('=')
+        source, sep, count = item.partition('=')
+        if not sep or not count.isdigit():
+            parser.error(f'--take {item}: expected SOURCE=COUNT, e.g. ecssd=100')
+        if not (Path(args.data_root) / source).is_dir():
+            parser.error(f'--take {item}: no folder {Path(args.data_root) / source}')
         pairs, _ = flat_pairs(Path(args.data_root) / source)
         chosen = sorted(rng.choice(len(pairs), int(count), replace=False))
         lines += [pair_key(pairs[i]) for i in chosen]

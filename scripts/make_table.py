@@ -32,9 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             parser.error(f'{path}: no such results file')
         entries.append((label, path))
-    table = results_table(entries, args.method)
+    try:
+        table = results_table(entries, args.method)
+    except (ValueError, KeyError, TypeError) as e:  # not JSON, or not eval_post.py's results_post.json
+        print(f'error: {", ".join(p for _, p in entries)}: not results_post.json files of eval_post.py ({type(e).__name__}: {e})',
+              file=sys.stderr)
+        return 2
     if args.output:
-        write_text(args.output, table)
+        try:
+            write_text(args.output, table)
+        except OSError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
     sys.stdout.write(table)
     return 0
 

@@ -219,3 +219,70 @@ def test_scene_scripts_refuse_a_missing_input_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         split_scene.main([str(tmp_path / 'none'), str(tmp_path), str(tmp_path), str(tmp_path / 'o')])
     assert e.value.code == 2 and 'no such input folder' in capsys.readouterr().err
+
+
+def test_output_paths_that_cannot_be_written(tmp_path, caplog, capsys):
+    src = tmp_path / 'in'
+    src.mkdir()
+    _save_pair(src, 'a', *_blob(30, 40))
+    Image.fromarray(_blob(30, 40)[0]).save(tmp_path / 'x.jpg')
+    Image.fromarray(_blob(30, 40)[1]).save(tmp_path / 'x.png')
+    (tmp_path / 'afile').write_text('in the way')
+    assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'afile')]) == 2
+    assert 'afile: cannot write output there' in caplog.text
+    for out, message in ((tmp_path / 'noext', "unknown image suffix '(none)'"), (tmp_path / 'a.xyz', "'.xyz'"),
+                         (tmp_path, 'is a folder'), (tmp_path / 'afile' / 'r.png', 'cannot write output there')):
+        caplog.clear()
+        assert refine_cli.main([str(tmp_path / 'x.jpg'), str(tmp_path / 'x.png'), '-o', str(out)]) == 2
+        assert message in caplog.text, out
+    import eval_post as eval_post_cli
+    assert eval_post_cli.main(['--dir', str(src), '--output', str(tmp_path / 'afile')]) == 2
+    from scripts import make_split, make_table
+    (tmp_path / 'bad.json').write_text('{not json')
+    assert make_table.main([f'A={tmp_path / "bad.json"}']) == 2 and 'not results_post.json' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        make_split.main(['--data_root', str(tmp_path), '--take', 'ecssd', '--output', str(tmp_path / 's.txt')])
+    assert e.value.code == 2 and 'expected SOURCE=COUNT' in capsys.readouterr().err
+
+
+def test_settings_recorded_in_the_output_folder(tmp_path, caplog):
+    src = tmp_path / 'in'
+    src.mkdir()
+    _save_pair(src, 'a', *_blob(30, 40))
+    out = str(tmp_path / 'out')
+    assert eval_cli.main(['--dir', str(src), '--output', out]) == 0
+    before = (tmp_path / 'out' / 'a_mask.png').read_bytes()
+    assert eval_cli.main(['--dir', str(src), '--output', out, '--L', '300', '--global_only']) == 2
+    assert 'other settings (L, global_only differ' in caplog.text
+    assert (tmp_path / 'out' / 'a_mask.png').read_bytes() == before
+    assert eval_cli.main(['--dir', str(src), '--output', out, '--L', '300', '--global_only', '--overwrite']) == 0
+    assert eval_cli.main(['--dir', str(src), '--output', out, '--L', '300', '--global_only']) == 0  # same settings
+
+
+def test_pixel_limit_is_ours_not_pil_s(tmp_path, caplog):
+    src = tmp_path / 'in'
+    src.mkdir()
+    _save_pair(src, 'a', *_blob(30, 40))
+    assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'o'), '--max_pixels', '1000']) == 1
+    assert '40x30 is 0 megapixels, over the limit of 0 (--max_pixels raises it)' in caplog.text
+    from util import image_io
+    assert image_io.Image.MAX_IMAGE_PIXELS is None  # PIL's bomb guard would stop 90-179 MP photos
+    image_io.set_max_pixels(400_000_000)
+
+
+def test_a_tar_member_outside_the_folder_is_a_message(tmp_path):
+    import io
+    import tarfile
+    from util.fetch import Candidate, DownloadError, Remote, Source, download_source
+    archive = tmp_path / 'evil.tar'
+    with tarfile.open(archive, 'w') as t:
+        data = b'x'
+        info = tarfile.TarInfo('../escape.txt')
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    root = tmp_path / 'data'
+    (root / '.downloads').mkdir(parents=True)
+    archive.rename(root / '.downloads' / 'evil.tar')
+    with pytest.raises(DownloadError, match='not a valid archive'):
+        download_source(Source('evil', 'tree', (Remote('evil.tar', (Candidate(url='file:///unused'),)),)), root)
+    assert not (tmp_path / 'escape.txt').exists() and not (root / '.downloads' / 'evil.tar').exists()

@@ -14,6 +14,10 @@ import cv2
 import numpy as np
 
 
+#: Suffixes :func:`write_image` writes (OpenCV picks the format from them).
+WRITABLE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``.
@@ -21,8 +25,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     The temporary name keeps the suffix, so writers that pick a format from it (OpenCV, PIL) work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(f'{path}: is a folder, not a file to write')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
+    except OSError as e:  # name the target and the reason, not a temporary name
+        raise OSError(e.errno, f'{path}: cannot write there ({e.strerror or e})') from e
     os.close(fd)
     try:
         yield tmp
@@ -42,9 +51,39 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def ensure_folder(path: str | os.PathLike) -> Path:
+    """Create the output folder ``path`` (and its parents) and check that files can be written in it, before
+    any work; raise ``OSError`` naming it otherwise (a file in the way, no permission, a read-only disk)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write_test.', dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(e.errno, f'{path}: cannot write output there ({e.strerror or e})') from e
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = 'output') -> None:
+    """Raise ``OSError`` naming ``path`` unless an image can be written there: a known suffix, not a folder,
+    and a folder that exists or can be made and takes files."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f'{what} {path}: is a folder; give a file name such as {path / "refined.png"}')
+    if path.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise OSError(f'{what} {path}: unknown image suffix {path.suffix or "(none)"!r}; use one of '
+                      f'{", ".join(WRITABLE_SUFFIXES)}')
+    ensure_folder(path.parent if str(path.parent) else '.')
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write a uint8 (or uint16 PNG) image atomically; H x W x 3 / x 4 arrays are taken as RGB / RGBA
-    (converted for OpenCV)."""
+    (converted for OpenCV). The suffix picks the format; one OpenCV cannot write is an ``OSError``."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITABLE_SUFFIXES:
+        raise OSError(f'{path}: cannot write an image with suffix {suffix or "(none)"!r}; use one of '
+                      f'{", ".join(WRITABLE_SUFFIXES)}')
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     with atomic_path(path) as tmp:

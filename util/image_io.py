@@ -19,6 +19,18 @@ from PIL import Image, ImageOps
 
 #: PIL modes of grey images with more than 8 bits per pixel.
 _WIDE_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
+#: Images above this many pixels are refused before they are decoded (0: no limit). PIL's own guard (a
+#: "decompression bomb" warning above 89 MP, an error above 179 MP) would stop legitimate large photos; this
+#: one names the file and the flag that raises it (``--max_pixels``).
+MAX_PIXELS = 400_000_000
+Image.MAX_IMAGE_PIXELS = None
+
+
+def set_max_pixels(limit: int) -> None:
+    """Set :data:`MAX_PIXELS` (0: no limit)."""
+    global MAX_PIXELS
+    MAX_PIXELS = int(limit)
+
 #: File suffixes read as images.
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.bmp')
 
@@ -39,9 +51,14 @@ def _open(path: str | os.PathLike, exif: bool = False) -> Image.Image:
         raise ImageReadError(f'{path}: no such file')
     try:
         image = Image.open(path)
+        if MAX_PIXELS and image.width * image.height > MAX_PIXELS:
+            raise ImageReadError(f'{path}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} '
+                                 f'megapixels, over the limit of {MAX_PIXELS / 1e6:.0f} (--max_pixels raises it)')
         image.load()
         if exif:  # the orientation a viewer shows (phone photos are often stored rotated)
             image = ImageOps.exif_transpose(image)
+    except ImageReadError:
+        raise
     except Exception as e:  # PIL raises several types for truncated or foreign files
         raise ImageReadError(f'{path}: cannot read image ({type(e).__name__}: {e})') from e
     return image
