@@ -14,7 +14,7 @@ from util.transforms import normalize_image
 
 def mask_tensor(mask: np.ndarray) -> torch.Tensor:
     """H x W uint8 mask (0..255) -> 1 x 1 x H x W float32 in [0, 1] (no binarisation)."""
-    return torch.from_numpy(np.array(mask, copy=True))[None, None].float() / 255
+    return torch.from_numpy(np.array(mask, copy=True))[None, None].float().div_(255)
 
 
 def image_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

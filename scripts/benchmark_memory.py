@@ -46,7 +46,7 @@ def main() -> int:
         sys.path.insert(0, str(ROOT))
         import refine as refine_cli
         start = time.perf_counter()
-        code = refine_cli.main([*args.child, '--model', args.model, *(['--fast'] if args.fast else []),
+        code = refine_cli.main([args.child[0], args.child[1], '-o', args.child[2], '--model', args.model, *(['--fast'] if args.fast else []),
                                 '--max_pixels', '0'])
         print(json.dumps({'code': code, 'seconds': time.perf_counter() - start,
                           'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))

@@ -286,3 +286,37 @@ def test_a_tar_member_outside_the_folder_is_a_message(tmp_path):
     with pytest.raises(DownloadError, match='not a valid archive'):
         download_source(Source('evil', 'tree', (Remote('evil.tar', (Candidate(url='file:///unused'),)),)), root)
     assert not (tmp_path / 'escape.txt').exists() and not (root / '.downloads' / 'evil.tar').exists()
+
+
+@pytest.mark.parametrize('h,w', [(6, 6), (4, 10), (5, 40)])
+def test_objects_in_tiny_images_do_not_vanish(h, w):
+    from inference.refiner import Refiner
+    image = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[1:h - 1, 1:w - 1] = 255
+    out = Refiner().refine(image, mask) > 127
+    assert (out & (mask > 0)).sum() / (out | (mask > 0)).sum() >= 0.6  # measured 0.69-1.0; 0 before the fix
+
+
+def test_instances_on_a_soft_mask_is_refused(tmp_path, caplog):
+    image, _ = _blob(40, 56)
+    soft = (np.arange(40 * 56) % 256).reshape(40, 56).astype(np.uint8)  # 256 grey levels
+    Image.fromarray(image).save(tmp_path / 'a.jpg')
+    Image.fromarray(soft).save(tmp_path / 'soft.png')
+    assert refine_cli.main([str(tmp_path / 'a.jpg'), str(tmp_path / 'soft.png'), '--instances', '-o',
+                            str(tmp_path / 'o.png')]) == 1
+    assert 'grey levels: a soft mask, not an instance label map' in caplog.text and not (tmp_path / 'o.png').exists()
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from util.atomic import ensure_folder
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / f'.a_mask.{pid}-x1y2.tmp.png').write_bytes(b'half')
+    (tmp_path / f'.b_mask.{os.getpid()}-z3.tmp.png').write_bytes(b'live')  # this process's: kept
+    (tmp_path / 'c_mask.png').write_bytes(b'result')
+    ensure_folder(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f'.b_mask.{os.getpid()}-z3.tmp.png', 'c_mask.png']

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise IsADirectoryError(f'{path}: is a folder, not a file to write')
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
+        # The writer's PID is in the name, so a later run can tell a killed run's leftovers from live writes.
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.{os.getpid()}-', suffix=f'.tmp{path.suffix}', dir=path.parent)
     except OSError as e:  # name the target and the reason, not a temporary name
         raise OSError(e.errno, f'{path}: cannot write there ({e.strerror or e})') from e
     os.close(fd)
@@ -51,15 +53,43 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+_LEFTOVER = re.compile(r'^\..*\.(\d+)-[^.]*\.tmp')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_leftovers(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that killed writers (their PID no longer runs) left in ``folder``; returns
+    how many. Live writers' files are kept, so two runs can share a folder."""
+    removed = 0
+    for p in Path(folder).iterdir():
+        match = _LEFTOVER.match(p.name)
+        if match and p.is_file() and not _alive(int(match[1])):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed += 1
+    return removed
+
+
 def ensure_folder(path: str | os.PathLike) -> Path:
-    """Create the output folder ``path`` (and its parents) and check that files can be written in it, before
-    any work; raise ``OSError`` naming it otherwise (a file in the way, no permission, a read-only disk)."""
+    """Create the output folder ``path`` (and its parents), check that files can be written in it, and delete
+    the temporary files of killed runs, before any work; raise ``OSError`` naming it when it cannot be written
+    (a file in the way, no permission, a read-only disk)."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix='.write_test.', dir=path)
         os.close(fd)
         os.remove(probe)
+        remove_leftovers(path)
     except OSError as e:
         raise OSError(e.errno, f'{path}: cannot write output there ({e.strerror or e})') from e
     return path

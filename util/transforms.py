@@ -25,9 +25,12 @@ def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     A single array gives a 1 x 3 x H x W tensor.
     """
+    mean, std = _mean_std(image if isinstance(image, torch.Tensor) else torch.zeros(()))
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
-    mean, std = _mean_std(image)
+        # Batch-major strides (a batch of one, as indexing a batch gives): the convolutions' summation order,
+        # and so the last bits of the outputs, depend on them. In place: one full-resolution float buffer.
+        image = torch.from_numpy(np.array(image, copy=True)).unsqueeze(0).permute(0, 3, 1, 2).float().div_(255)
+        return image.sub_(mean).div_(std)
     return (image - mean) / std
 
 
@@ -49,8 +52,8 @@ def normalize_mask(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def probability_to_uint8(prob: torch.Tensor | np.ndarray) -> np.ndarray:
     """Probabilities in [0, 1] -> uint8 floor(p * 255), as the authors save and return masks."""
-    if isinstance(prob, torch.Tensor):
-        prob = prob.detach().float().cpu().numpy()
+    if isinstance(prob, torch.Tensor):  # one float temporary, then the uint8 (the same truncation as numpy)
+        return prob.detach().float().clamp(0, 1).mul_(255).to(torch.uint8).cpu().numpy()
     return (np.clip(prob, 0, 1) * 255).astype(np.uint8)
 
 

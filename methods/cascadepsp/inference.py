@@ -8,6 +8,7 @@ the model's device, so accelerator memory depends on L and the crop batch, not o
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,10 @@ from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.padding import safe_forward
 
 
+#: Images with a side under TINY_SIDE px are refined enlarged by an integer factor (towards a short side of
+#: TINY_TARGET px, the long side at most L), then area-downscaled back: at their own size the stride-8 levels
+#: see little but padding, and objects vanish. Larger images are refined as the authors do.
+TINY_SIDE, TINY_TARGET = 8, 32
 #: The shortest side a resized input keeps (an image of 4000 x 4 at L = 900 would otherwise have a side of 0).
 MIN_SIDE = 8
 
@@ -101,8 +106,9 @@ def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: in
 
 
 def _foreground(seg: torch.Tensor, win: Window) -> float:
+    """Foreground fraction of the binarised (bool) global mask in the window's crop."""
     y0, y1, x0, x1 = win.crop
-    return float((seg[:, :, y0:y1, x0:x1] > 0).float().mean())
+    return float(seg[:, :, y0:y1, x0:x1].float().mean())
 
 
 def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
@@ -121,10 +127,12 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     h, w = image.shape[-2:]
     dev = _model_device(model)
     # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
-    seg = (_bilinear(pred_224, (h, w)) > 0.5).float() * 2 - 1
-    soft = _bilinear(pred_56, (h, w)) * 2 - 1
-    fused = torch.zeros_like(seg)
-    weight = torch.zeros_like(seg)
+    # Full-resolution buffers are what limits the image size: the binarised mask is kept as bool, the crop
+    # counts as uint8, and arithmetic happens in place (the same operations, so the same values).
+    seg = _bilinear(pred_224, (h, w)) > 0.5
+    soft = _bilinear(pred_56, (h, w)).mul_(2).sub_(1)
+    fused = torch.zeros(seg.shape, dtype=soft.dtype, device=soft.device)
+    weight = torch.zeros(seg.shape, dtype=torch.uint8, device=soft.device)
 
     # (image index, window); crops with too little or too much foreground have nothing to refine.
     todo = [(b, win) for b in range(image.shape[0]) for win in crop_windows(h, w, cfg.L, cfg.stride, cfg.margin)
@@ -135,14 +143,16 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
 
     for i in range(0, len(todo), cfg.batch):
         items = todo[i:i + cfg.batch]
-        pred = safe_forward(model, crops(image, items), crops(seg, items), crops(soft, items),
+        pred = safe_forward(model, crops(image, items), crops(seg, items).to(soft.dtype) * 2 - 1, crops(soft, items),
                             keys=('pred_224',))['pred_224'].to(fused.device)
         for j, (b, win) in enumerate(items):
             ky0, ky1, kx0, kx1 = win.keep
             oy, ox = win.offset
             fused[b:b + 1, :, ky0:ky1, kx0:kx1] += pred[j:j + 1, :, oy:oy + ky1 - ky0, ox:ox + kx1 - kx0]
             weight[b:b + 1, :, ky0:ky1, kx0:kx1] += 1
-    return torch.where(weight == 0, seg / 2 + 0.5, fused / weight.clamp(min=1)), len(todo)
+    fused.div_(weight.clamp(min=1))
+    fused.masked_fill_((weight == 0) & seg, 1.0)  # where no crop reached: the binarised global result
+    return fused, len(todo)
 
 
 def refine_global_local(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
@@ -191,18 +201,27 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
     """
     if image.shape[-2:] != coarse.shape[-2:] or image.shape[0] != coarse.shape[0]:
         raise ValueError(f'image {tuple(image.shape)} and mask {tuple(coarse.shape)} differ in size')
-    mask = coarse * 2 - 1  # the network's [-1, 1] convention
+    h, w = image.shape[-2:]
+    factor = min(math.ceil(TINY_TARGET / min(h, w)), cfg.L // max(h, w)) if min(h, w) < TINY_SIDE else 1
+    if factor >= 2:  # a tiny image: the stride-8 levels see (almost) nothing but padding, so refine it enlarged
+        big = refine(model, F.interpolate(image, scale_factor=factor, mode='bicubic', align_corners=False),
+                     F.interpolate(coarse, scale_factor=factor, mode='bilinear', align_corners=False), cfg)
+        return Refined(F.avg_pool2d(big.probs, factor), stats=big.stats)
+    mask = (coarse * 2).sub_(1)  # the network's [-1, 1] convention
     empty = coarse.flatten(1).sum(1) < 1
     if bool(empty.all()):
         return Refined(torch.zeros_like(mask), stats={'crops': 0})
     keep = (~empty).nonzero()[:, 0]
-    # Indexing copies the full-resolution image even when nothing is dropped; the copy's memory layout
-    # changes the convolutions' summation order (outputs move by ~1e-5), so it stays until a change that
-    # may alter outputs within the cascade tolerance.
-    if cfg.global_only:
-        prob, crops = refine_global_only(model, image[keep], mask[keep], cfg.L, cfg.min_size), 0
+    if not bool(empty.any()):  # nothing to drop: no full-resolution copies
+        image_k, mask_k = image, mask
     else:
-        prob, crops = refine_global_local(model, image[keep], mask[keep], cfg)
+        image_k, mask_k = image[keep], mask[keep]
+    if cfg.global_only:
+        prob, crops = refine_global_only(model, image_k, mask_k, cfg.L, cfg.min_size), 0
+    else:
+        prob, crops = refine_global_local(model, image_k, mask_k, cfg)
+    if image_k is image:
+        return Refined(prob, stats={'crops': crops})
     out = torch.zeros_like(mask)
     out[keep] = prob
     return Refined(out, stats={'crops': crops})
