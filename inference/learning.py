@@ -6,7 +6,9 @@ the coarse input itself, a colour guided filter of it (He et al. 2010), and each
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,8 @@ import torch
 import torch.nn as nn
 
 from dataset.folders import find_samples, load_sample
-from evaluation.metrics import score_image, summarize
+from evaluation.metrics import ImageScore, score_image, summarize
+from util.atomic import write_text
 from inference.predict import image_tensors, refine_image
 from util.guided_filter import guided_filter
 from util.image_io import read_grey, read_rgb
@@ -77,12 +80,32 @@ class MethodResult:
         return self.summary['new_mba']
 
 
-def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | None) -> dict[str, MethodResult]:
-    """``items`` yields (name, image, coarse mask, reference mask); the coarse input itself is ``'input'``."""
+def _cache_file(cache: Path, key: str) -> Path:
+    return cache / (re.sub(r'[^A-Za-z0-9_.=-]+', '_', key) + '.json')
+
+
+def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | None,
+           cache: Path | None = None, keys: dict[str, str] | None = None) -> dict[str, MethodResult]:
+    """``items`` yields (name, image, coarse mask, reference mask); the coarse input itself is ``'input'``.
+
+    With ``cache``, each method's per-image scores are stored under ``keys[method]`` (default: its name) and a
+    later call reuses them instead of running the method again (the key must change with the method: for a
+    model, include a digest of its weights)."""
     methods = {'input': lambda image, coarse: coarse, **methods}
+    keys = {m: (keys or {}).get(m, m) for m in methods}
+    cached = {}
+    for m in methods:
+        path = _cache_file(cache, keys[m]) if cache else None
+        if path and path.is_file():
+            data = json.loads(path.read_text())
+            cached[m] = MethodResult(m, summarize([ImageScore(**{k: v for k, v in s.items() if k not in ('seg_iou', 'mask_iou')})
+                                                   for s in data['scores']]), data['seconds'],
+                                     [ImageScore(**{k: v for k, v in s.items() if k not in ('seg_iou', 'mask_iou')})
+                                      for s in data['scores']])
+    methods = {m: f for m, f in methods.items() if m not in cached}
     scores: dict[str, list] = {m: [] for m in methods}
     seconds = dict.fromkeys(methods, 0.0)
-    for i, (name, image, coarse, reference) in enumerate(items):
+    for i, (name, image, coarse, reference) in enumerate(items if methods else ()):
         for m, method in methods.items():
             start = time.perf_counter()
             out = method(image, coarse)
@@ -90,18 +113,24 @@ def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | 
             scores[m].append(score_image(name, reference, coarse, out))
         if progress:
             progress(i + 1)
-    return {m: MethodResult(m, summarize(scores[m]), seconds[m], scores[m]) for m in methods}
+    results = {m: MethodResult(m, summarize(scores[m]), seconds[m], scores[m]) for m in methods}
+    for m, r in results.items():
+        if cache:
+            write_text(_cache_file(cache, keys[m]), json.dumps({'scores': [s.to_dict() for s in r.scores],
+                                                                 'seconds': r.seconds}))
+    return {m: cached.get(m) or results[m] for m in ['input', *keys] if m in cached or m in results}
 
 
-def score_folder(folder: str | Path, methods: dict[str, Method], progress: Callable[[int], None] | None = None
-                 ) -> dict[str, MethodResult]:
+def score_folder(folder: str | Path, methods: dict[str, Method], progress: Callable[[int], None] | None = None,
+                 cache: Path | None = None, keys: dict[str, str] | None = None) -> dict[str, MethodResult]:
     """Run every method on every NAME_im / NAME_seg / NAME_gt triplet of ``folder`` and score it against
-    the ground truth. The coarse input's own scores are ``'input'`` in the result."""
+    the ground truth. The coarse input's own scores are ``'input'`` in the result. ``cache``/``keys``: see
+    :func:`_score`."""
     samples, problems = find_samples(folder)
     samples = [s for s in samples if s.gt is not None]
     if problems or not samples:
         raise FileNotFoundError(f'{folder}: ' + ('; '.join(problems) or 'no triplets with a ground truth'))
-    return _score(((s.name, *load_sample(s)) for s in samples), methods, progress)
+    return _score(((s.name, *load_sample(s)) for s in samples), methods, progress, cache, keys)
 
 
 def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], methods: dict[str, Method]

@@ -15,6 +15,7 @@ against the authors' released model's outputs. Writes results.md (both tables) a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
 from inference.learning import (comparison_markdown, guided_filter_methods, model_method,  # noqa: E402
                                 results_markdown, score_against_reference, score_folder)
 from inference.predict import default_config  # noqa: E402
-from models.hub import load_pretrained  # noqa: E402
+from models.hub import load_pretrained, resolve_weights  # noqa: E402
 from util.atomic import write_text  # noqa: E402
 
 
@@ -44,24 +45,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--work', default='data/benchmark_learning', help='where the coarse folders are built')
     parser.add_argument('--output', default='output/benchmark_learning')
     parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--cache', action=argparse.BooleanOptionalAction, default=True,
+                        help="reuse each method's per-image scores stored under --work (keyed by the weights' digest)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     methods = guided_filter_methods()
-    labels = []
+    labels, keys = [], {}
     for spec in args.model:
         label, _, path = spec.rpartition('=')
         model = load_pretrained(path)
         labels.append(label or spec)
         methods[label or spec] = model_method(model, default_config(model, L=args.L))
+        digest = hashlib.sha1(resolve_weights(path).read_bytes()).hexdigest()[:12]
+        keys[label or spec] = f'{label or spec}@{digest}_L{args.L}'  # cached scores follow the weights
 
     pairs = split_pairs(args.data_root, args.split)[::max(1, args.every)]
     results = {}
     for family in args.family:
         folder = write_coarse_folder(pairs, family, Path(args.work) / f'{family}_every{args.every}')
         bar = progressbar.ProgressBar(max_value=len(pairs), prefix=f'{family}: ')
-        results[family] = score_folder(folder, methods, bar.update)
+        results[family] = score_folder(folder, methods, bar.update, folder / 'scores' if args.cache else None, keys)
         bar.finish()
     samples = Path(args.samples) if args.samples else None
     if samples and (samples / 'H36M_test_im1.jpg').is_file():
