@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from methods import Refined, method_of_model
-from util.transforms import normalize_image
+from util.transforms import rgb_tensor
 
 
 def mask_tensor(mask: np.ndarray) -> torch.Tensor:
@@ -18,8 +18,10 @@ def mask_tensor(mask: np.ndarray) -> torch.Tensor:
 
 
 def image_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 x 3 x H x W normalised RGB, 1 x 1 x H x W coarse mask in [0, 1]) from uint8 arrays."""
-    return normalize_image(image), mask_tensor(mask)
+    """(1 x 3 x H x W uint8 RGB sharing the array's memory, 1 x 1 x H x W coarse mask in [0, 1]) from uint8
+    arrays. Methods normalise the image where they need it: a full-resolution float copy of a 100-megapixel
+    photo is 1.2 GB."""
+    return rgb_tensor(image), mask_tensor(mask)
 
 
 def default_config(model: nn.Module, **overrides: Any) -> Any:
@@ -33,7 +35,8 @@ def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cf
 
     Args:
         model: a registered network in eval mode, on any device.
-        image: B x 3 x H x W normalised RGB, on the aggregation device (normally the CPU).
+        image: B x 3 x H x W RGB, normalised float or uint8 0..255 (see :func:`image_tensors`), on the
+            aggregation device (normally the CPU).
         coarse: B x 1 x H x W coarse masks in [0, 1], same device.
         cfg: the method's inference config (default: its defaults).
 

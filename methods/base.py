@@ -7,7 +7,8 @@ the method follows from it (:func:`methods.method_of`). Drivers (``inference/``,
 lines) reach a method only through :data:`methods.METHODS`.
 
 Tensor conventions of the contract:
-  * image: B x 3 x H x W float32, RGB/255 normalised with the ImageNet mean/std (:mod:`util.transforms`);
+  * image: B x 3 x H x W RGB, either float32 normalised with the ImageNet mean/std or uint8 0..255 (a method
+    normalises it where it needs it, with :func:`util.transforms.normalize_image`: the same values);
   * coarse: B x 1 x H x W float32 in [0, 1] (a binary or soft mask; a method converts it to what its network
     takes, e.g. CascadePSP's [-1, 1]);
   * :class:`Refined.probs`: B x C x H x W probabilities in [0, 1] (C = 1 for binary refinement).

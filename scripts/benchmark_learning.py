@@ -45,13 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--work', default='data/benchmark_learning', help='where the coarse folders are built')
     parser.add_argument('--output', default='output/benchmark_learning')
     parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--filters', action=argparse.BooleanOptionalAction, default=True,
+                        help='score the guided-filter settings too (--no-filters: only the models, e.g. to fill the cache)')
     parser.add_argument('--cache', action=argparse.BooleanOptionalAction, default=True,
                         help="reuse each method's per-image scores stored under --work (keyed by the weights' digest)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    methods = guided_filter_methods()
+    methods = guided_filter_methods() if args.filters else {}
     labels, keys = [], {}
     for spec in args.model:
         label, _, path = spec.rpartition('=')

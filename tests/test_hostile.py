@@ -96,17 +96,17 @@ def test_any_per_image_error_is_that_image_s_failure(tmp_path, monkeypatch, capl
     src.mkdir()
     for name in ('a', 'b', 'c'):
         _save_pair(src, name, *_blob(30, 40))
-    real = cascade.refine_global_local
+    real = cascade.local_step
 
-    def fails_on_b(model, image, mask, cfg):
-        if image.shape[-1] == 40 and fails_on_b.calls == 1:
+    def fails_on_b(model, image, pred_224, pred_56, cfg):
+        if fails_on_b.calls == 1:
             fails_on_b.calls += 1
             raise RuntimeError('DefaultCPUAllocator: can\'t allocate memory')
         fails_on_b.calls += 1
-        return real(model, image, mask, cfg)
+        return real(model, image, pred_224, pred_56, cfg)
     fails_on_b.calls = 0
     caplog.set_level('INFO')
-    monkeypatch.setattr(cascade, 'refine_global_local', fails_on_b)
+    monkeypatch.setattr(cascade, 'local_step', fails_on_b)
     assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'out')]) == 1
     assert "b: RuntimeError: DefaultCPUAllocator: can't allocate memory" in caplog.text
     assert sorted(p.name for p in (tmp_path / 'out').glob('*_mask.png')) == ['a_mask.png', 'c_mask.png']
@@ -134,8 +134,8 @@ def test_non_finite_outputs_are_that_image_s_failure(tmp_path, monkeypatch, capl
     src = tmp_path / 'in'
     src.mkdir()
     _save_pair(src, 'img', *_blob(30, 40))
-    monkeypatch.setattr(cascade, 'refine_global_local',
-                        lambda model, image, mask, cfg: (torch.full_like(mask, float('nan')), 0))
+    monkeypatch.setattr(cascade, 'local_step', lambda model, image, pred_224, pred_56, cfg:
+                        (torch.full(image.shape[:1] + (1,) + image.shape[2:], float('nan')), 0))
     assert eval_cli.main(['--dir', str(src), '--output', str(tmp_path / 'o')]) == 1
     assert 'img: the model produced non-finite probabilities' in caplog.text
     assert not (tmp_path / 'o' / 'img_mask.png').exists()

@@ -7,6 +7,8 @@ Conventions used throughout the project:
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -21,17 +23,31 @@ def _mean_std(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """H x W x 3 uint8 RGB array (or B x 3 x H x W float tensor in [0, 1]) -> normalised tensor.
+    """H x W x 3 uint8 RGB array, B x 3 x H x W uint8 tensor (0..255) or B x 3 x H x W float tensor in [0, 1]
+    -> normalised float tensor.
 
     A single array gives a 1 x 3 x H x W tensor.
     """
-    mean, std = _mean_std(image if isinstance(image, torch.Tensor) else torch.zeros(()))
     if isinstance(image, np.ndarray):
-        # Batch-major strides (a batch of one, as indexing a batch gives): the convolutions' summation order,
-        # and so the last bits of the outputs, depend on them. In place: one full-resolution float buffer.
-        image = torch.from_numpy(np.array(image, copy=True)).unsqueeze(0).permute(0, 3, 1, 2).float().div_(255)
-        return image.sub_(mean).div_(std)
+        image = rgb_tensor(image)
+    if image.dtype == torch.uint8:  # in place: one full-resolution float buffer
+        mean, std = _mean_std(torch.zeros(()))
+        return image.float().div_(255).sub_(mean).div_(std)
+    mean, std = _mean_std(image)
     return (image - mean) / std
+
+
+def rgb_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 RGB array -> 1 x 3 x H x W uint8 tensor sharing its memory, never written to (the
+    project only reads it: a read-only array, as PIL gives, is shared too instead of copied).
+
+    Batch-major strides (a batch of one, as indexing a batch gives): the convolutions' summation order, and
+    so the last bits of the outputs, depend on them.
+    """
+    image = np.ascontiguousarray(image)
+    with warnings.catch_warnings():  # torch warns that a read-only array could be written through the tensor
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.from_numpy(image).unsqueeze(0).permute(0, 3, 1, 2)
 
 
 def denormalize_image(image: torch.Tensor) -> torch.Tensor:
