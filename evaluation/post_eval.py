@@ -50,7 +50,9 @@ def _score(args: tuple[Triplet, bool]) -> ImageScore | str:
             gt, seg, mask = (read_labels(p) for p in (triplet.gt, triplet.seg, triplet.mask))
         else:
             gt = read_grey(triplet.gt, labels01=True)
-            seg, mask = read_grey(triplet.seg), read_grey(triplet.mask)
+            # {0, 1} label masks (another tool's output, FSS-style inputs) would score as empty; a soft
+            # probability map whose every value is 0 or 1/255 is not a thing any refiner writes.
+            seg, mask = read_grey(triplet.seg, labels01=True), read_grey(triplet.mask, labels01=True)
         for path, other in ((triplet.seg, seg), (triplet.mask, mask)):
             if other.shape != gt.shape:  # a refined mask of another size is a mistake, not something to resize
                 return size_mismatch(path, other.shape, triplet.gt, gt.shape)

@@ -320,3 +320,15 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path):
     (tmp_path / 'c_mask.png').write_bytes(b'result')
     ensure_folder(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f'.b_mask.{os.getpid()}-z3.tmp.png', 'c_mask.png']
+
+
+def test_eval_post_reads_01_label_masks(tmp_path):
+    import json
+    import eval_post as eval_post_cli
+    gt = np.zeros((30, 40), np.uint8)
+    gt[5:25, 5:35] = 255
+    Image.fromarray(gt).save(tmp_path / 'a_gt.png')
+    Image.fromarray(gt).save(tmp_path / 'a_seg.png')
+    Image.fromarray((gt > 0).astype(np.uint8)).save(tmp_path / 'a_mask.png')  # {0, 1}
+    assert eval_post_cli.main(['--dir', str(tmp_path), '--workers', '1']) == 0
+    assert json.loads((tmp_path / 'results_post.json').read_text())['summary']['new_iou'] == 1.0
