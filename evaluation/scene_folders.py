@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.scene_parsing import (SceneScores, component_box, component_class, component_files, format_results,
+from evaluation.scene_parsing import (SceneScores, component_class, component_files, format_results,
                                       format_stdout, fuse, label_colours, split_components)
 from evaluation.post_eval import json_safe
 from util.boxes import grown_box
 from util.atomic import atomic_path, write_image, write_text
-from util.image_io import ImageReadError, read_grey, read_labels, read_rgb, size_mismatch
+from util.image_io import ImageReadError, read_grey, read_labels, size_mismatch
 from util.runner import RunReport, run_items
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Outputs, all written atomically (temporary name, then rename), at the image's si
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -58,8 +58,10 @@ def run_settings(model: nn.Module, cfg: Any) -> dict:
     for key, value in sorted(model.state_dict().items()):
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    chosen = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+              if not f.metadata.get('same_results')}  # speed/memory settings (batch, chunk) may change
     settings = {'arch': getattr(model, 'arch', ''), 'hparams': getattr(model, 'hparams', {}),
-                'weights_sha1': digest.hexdigest(), 'settings': dataclasses.asdict(cfg) if cfg is not None else {}}
+                'weights_sha1': digest.hexdigest(), 'settings': chosen}
     return json.loads(json.dumps(settings))
 
 

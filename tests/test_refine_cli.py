@@ -2,7 +2,6 @@
 many objects in one call (Refiner.refine_objects)."""
 from __future__ import annotations
 
-import logging
 
 import cv2
 import numpy as np
@@ -15,7 +14,6 @@ from util.boxes import grown_box, labels_from_probabilities
 from inference.refiner import Refiner
 from util.image_io import read_grey
 from evaluation.metrics import score_image
-from util.transforms import normalize_image
 
 
 @pytest.fixture(scope='module')

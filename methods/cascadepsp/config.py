@@ -16,7 +16,8 @@ class CascadeConfig:
     margin: int = 16        #: trimmed from every crop side that is not on the image border
     min_foreground: float = 0.1  #: crops whose global mask is below this foreground fraction are skipped
     max_foreground: float = 0.9  #: ... or above this one
-    batch: int = field(default=1, metadata={'help': 'local crops per forward pass (results do not change)'})
+    batch: int = field(default=1, metadata={'help': 'local crops per forward pass (results do not change)',
+                                            'same_results': True})
     global_only: bool = field(default=False, metadata={'aliases': ('fast',), 'help': 'Global step only'})
     min_size: int | None = field(default=None, metadata={
         'help': 'with --global_only: upscale images whose long side is under this (default L; 224 for '

@@ -1,6 +1,7 @@
 """CascadePSP's inference (paper §3.2): the Global and Local steps behind every driver (eval.py, Refiner, ...).
 
-Tensors follow :mod:`util.transforms`: image B x 3 x H x W normalised RGB, mask B x 1 x H x W in
+Tensors follow :mod:`util.transforms`: image B x 3 x H x W RGB, normalised float or uint8 0..255 (each step
+normalises what it uses: a float copy of a whole 100-megapixel photo is 1.2 GB), mask B x 1 x H x W in
 [-1, 1], results B x 1 x H x W probabilities in [0, 1]. B is 1 for an image; B > 1 refines several
 same-sized images (object windows) together, each exactly as it would be alone. Full-resolution tensors
 stay on the device they come in on (the *aggregation* device, normally the CPU); only L x L inputs go to
@@ -192,8 +193,9 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
 
     Args:
         model: a three-level refinement module (``cascadepsp`` or ``lite``) in eval mode, on any device.
-        image: B x 3 x H x W normalised RGB on the aggregation device (normally the CPU); B > 1 refines
-            same-sized images together, each as it would be alone.
+        image: B x 3 x H x W RGB, normalised float or uint8 0..255 (normalised here, region by region), on the
+            aggregation device (normally the CPU); B > 1 refines same-sized images together, each as it would
+            be alone.
         coarse: B x 1 x H x W coarse masks in [0, 1] (soft masks stay soft, as in the authors' research
             pipeline), same device.
         cfg: L, stride, crop batch, global_only, min_size.

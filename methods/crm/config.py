@@ -13,7 +13,8 @@ class CRMConfig:
     scales: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0], metadata={
         'help': 'input scales of the coarse-to-fine loop; each writes {s}_NAME_mask.png, the last NAME_mask.png'})
     chunk: int = field(default=802816, metadata={
-        'help': 'queries decoded at once (the authors\' 50176 * 16); lower bounds memory on large images'})
+        'help': 'queries decoded at once (the authors\' 50176 * 16); lower bounds memory on large images',
+        'same_results': True})
     pad: int = field(default=32, metadata={'help': 'reflect padding on every side (px), as the authors pad'})
     global_only: bool = field(default=False, metadata={
         'aliases': ('fast',), 'help': 'one pass at --L instead of the scales (the authors\' code crashes here)'})

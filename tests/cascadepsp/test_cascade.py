@@ -90,7 +90,7 @@ def test_batched_crops_equal_one_at_a_time(seeded_model):
 def test_edge_sizes(seeded_model, h, w, L):
     # exactly L (no resize), one side under 8 px, smaller than L and than the global-only minimum
     image, mask = _blob(h, w)
-    im, seg = normalize_image(image), normalize_mask(mask)
+    im = normalize_image(image)
     for global_only in (False, True):
         prob = refine_image(seeded_model, im, mask_tensor(mask), CascadeConfig(L=L, stride=L + 16, global_only=global_only)).probs
         assert prob.shape == (1, 1, h, w) and torch.isfinite(prob).all()

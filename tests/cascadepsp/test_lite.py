@@ -19,7 +19,6 @@ from models.registry import build_model
 from models.seeded import seed_model
 from util.image_io import read_grey, read_rgb
 from evaluation.metrics import score_image
-from util.transforms import normalize_image, normalize_mask
 
 
 def test_lite_budget_outputs_and_re_entry():
@@ -107,18 +106,27 @@ def test_holdout_split_is_never_trained_on(data_dir):
 #: A real held-out pair (dataset/splits/val.txt) and the mBA gain over its coarse mask that the bundled
 #: model was measured to give (README, "The bundled model"); the test asserts a margin below that.
 HELD_OUT = 'ecssd/0004'  # the split's first pair
-MIN_GAIN = {'lowres': 0.05, 'perturbed': 0.03}  # measured: +0.074 and +0.052 (2-core CPU)
+#: Measured with the bundled weights on HELD_OUT (2-core CPU): (mBA change from the input, mBA minus the best of
+#: the nine guided-filter settings on this pair). Negative entries are the shortfalls docs/cascadepsp.md
+#: reports: the bundled model harms x4 low-resolution masks and loses to a tuned filter on near-right masks.
+MEASURED = {'lowres4': (-0.057, -0.095), 'lowres': (0.074, -0.032), 'lowres16': (0.066, -0.038),
+            'perturbed': (0.052, 0.022), 'jitter': (0.067, -0.041)}
+SLACK = 0.01
 
 
-@pytest.mark.parametrize('family', ['lowres', 'perturbed'])
-def test_bundled_weights_improve_a_held_out_pair(data_dir, family):
+@pytest.mark.parametrize('family', list(MEASURED))
+def test_bundled_weights_on_a_held_out_pair(data_dir, family):
+    """The bundled model against the input and a tuned guided filter, every benchmark family, at the margins
+    measured when the weights shipped (a regression makes a margin fall by more than SLACK)."""
+    from inference.learning import FILTER_SETTINGS, guided_filter_mask, model_method
     assert BUNDLED['lite'].is_file()
     assert HELD_OUT in read_split(VAL_SPLIT)
     (pair,) = [p for p in split_pairs(data_dir, VAL_SPLIT) if f'{p.image.parent.name}/{p.image.stem}' == HELD_OUT]
     image, gt = read_rgb(pair.image), np.where(read_grey(pair.mask) > 127, 255, 0).astype(np.uint8)
     coarse = coarse_mask(gt, family, HELD_OUT)
-    model = load_pretrained('lite')
-    from inference.predict import image_tensors, refine_image
-    prob = refine_image(model, *image_tensors(image, coarse)).probs
-    score = score_image(HELD_OUT, gt, coarse, (prob[0, 0].numpy() * 255).astype(np.uint8))
-    assert score.mask_mba - score.seg_mba > MIN_GAIN[family], (score.seg_mba, score.mask_mba)
+    score = score_image(HELD_OUT, gt, coarse, model_method(load_pretrained('lite'))(image, coarse))
+    best_filter = max(score_image(HELD_OUT, gt, coarse, guided_filter_mask(image, coarse, eps, radius_per=per)).mask_mba
+                      for per, eps in FILTER_SETTINGS)
+    gain, over_filter = MEASURED[family]
+    assert score.mask_mba - score.seg_mba >= gain - SLACK, (score.seg_mba, score.mask_mba)
+    assert score.mask_mba - best_filter >= over_filter - SLACK, (best_filter, score.mask_mba)
