@@ -332,3 +332,16 @@ def test_eval_post_reads_01_label_masks(tmp_path):
     Image.fromarray((gt > 0).astype(np.uint8)).save(tmp_path / 'a_mask.png')  # {0, 1}
     assert eval_post_cli.main(['--dir', str(tmp_path), '--workers', '1']) == 0
     assert json.loads((tmp_path / 'results_post.json').read_text())['summary']['new_iou'] == 1.0
+
+
+def test_unknown_model_names_and_table_outputs(tmp_path, caplog, capsys):
+    assert eval_cli.main(['--dir', str(tmp_path), '--output', str(tmp_path / 'o'), '--model', 'litee']) == 2
+    assert 'litee: no such weights file, and not a known name; known names: lite, cascadepsp' in caplog.text
+    import json
+    from scripts import make_table
+    results = tmp_path / 'r.json'
+    results.write_text(json.dumps({'summary': {'old_iou': 0.9, 'new_iou': 0.93, 'iou_delta': 0.03, 'old_mba': 0.6,
+                                               'new_mba': 0.75, 'mba_delta': 0.15}}))
+    (tmp_path / 'afile').write_text('in the way')
+    assert make_table.main([f'A={results}', '--output', str(tmp_path / 'afile' / 't.md')]) == 2
+    assert 'cannot write' in capsys.readouterr().err
