@@ -37,6 +37,12 @@ def normalize_image(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (image - mean) / std
 
 
+def as_normalized(image: torch.Tensor) -> torch.Tensor:
+    """A method's image input as the network takes it: a uint8 0..255 tensor is normalised (see
+    :func:`normalize_image`), an already normalised float tensor is returned as it is."""
+    return normalize_image(image) if image.dtype == torch.uint8 else image
+
+
 def rgb_tensor(image: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 RGB array -> 1 x 3 x H x W uint8 tensor sharing its memory, never written to (the
     project only reads it: a read-only array, as PIL gives, is shared too instead of copied).

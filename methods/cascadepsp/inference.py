@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from methods.base import Refined
 from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.padding import safe_forward
-from util.transforms import normalize_image
+from util.transforms import as_normalized
 
 
 #: Images with a side under TINY_SIDE px are refined enlarged by an integer factor (towards a short side of
@@ -100,7 +100,7 @@ def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: in
     Returns the level-3 stride-1 and stride-4 probabilities at that (possibly reduced) resolution, on
     the input's device.
     """
-    image = normalize_image(image) if image.dtype == torch.uint8 else image
+    image = as_normalized(image)
     if max(image.shape[-2:]) > L:
         image, mask = resize_max_side(image, L, 'area'), resize_max_side(mask, L, 'area')
     dev = _model_device(model)
@@ -146,7 +146,7 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
 
     for i in range(0, len(todo), cfg.batch):
         items = todo[i:i + cfg.batch]
-        pred = safe_forward(model, normalize_image(crops(image, items)) if image.dtype == torch.uint8 else crops(image, items),
+        pred = safe_forward(model, as_normalized(crops(image, items)),
                             crops(seg, items).to(soft.dtype) * 2 - 1, crops(soft, items),
                             keys=('pred_224',))['pred_224'].to(fused.device)
         for j, (b, win) in enumerate(items):
@@ -176,7 +176,7 @@ def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor
     """
     h, w = image.shape[-2:]
     min_size = L if min_size is None else min_size
-    image = normalize_image(image) if image.dtype == torch.uint8 else image
+    image = as_normalized(image)
     if max(h, w) < min_size:
         up_image, up_mask = resize_max_side(image, min_size, 'bicubic'), resize_max_side(mask, min_size, 'bilinear')
         dev = _model_device(model)
@@ -210,7 +210,7 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
     h, w = image.shape[-2:]
     factor = min(math.ceil(TINY_TARGET / min(h, w)), cfg.L // max(h, w)) if min(h, w) < TINY_SIDE else 1
     if factor >= 2:  # a tiny image: the stride-8 levels see (almost) nothing but padding, so refine it enlarged
-        image = normalize_image(image) if image.dtype == torch.uint8 else image
+        image = as_normalized(image)
         big = refine(model, F.interpolate(image, scale_factor=factor, mode='bicubic', align_corners=False),
                      F.interpolate(coarse, scale_factor=factor, mode='bilinear', align_corners=False), cfg)
         return Refined(F.avg_pool2d(big.probs, factor), stats=big.stats)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from methods.base import Refined
 from methods.crm.config import CRMConfig
 from models.crm.network import axis_coord
-from util.transforms import normalize_image
+from util.transforms import as_normalized
 
 
 def reflect_indices(n: int, pad: int, device: torch.device | None = None) -> torch.Tensor:
@@ -97,7 +97,7 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: CRM
         raise ValueError(f'image {tuple(image.shape)} and mask {tuple(coarse.shape)} differ in size')
     h0, w0 = image.shape[-2:]
     p = cfg.pad
-    im = reflect_pad(normalize_image(image) if image.dtype == torch.uint8 else image, p)
+    im = reflect_pad(as_normalized(image), p)
     seg = reflect_pad(coarse * 2 - 1, p)
     h, w = im.shape[-2:]
     if cfg.global_only:
