@@ -43,8 +43,8 @@ class RefineOptions:
 def _load(image_path: Path, mask_path: Path, opts: RefineOptions) -> tuple[np.ndarray, np.ndarray]:
     image = read_rgb(image_path, exif=True)
     mask = read_labels(mask_path) if opts.instances else read_mask(mask_path, exif=True)
-    if opts.instances and mask.dtype == np.uint8 and len(np.unique(mask)) > MAX_8BIT_INSTANCES:
-        raise ValueError(f'{mask_path}: {len(np.unique(mask)) - 1} grey levels: a soft mask, not an instance label '
+    if opts.instances and mask.dtype == np.uint8 and (levels := len(np.unique(mask))) > MAX_8BIT_INSTANCES:
+        raise ValueError(f'{mask_path}: {levels - 1} grey levels: a soft mask, not an instance label '
                          f'map; drop --instances (or save the label map as a 16-bit PNG)')
     if mask.shape[:2] != image.shape[:2]:
         sizes = f'mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, image {image_path} is {image.shape[1]}x{image.shape[0]}'

@@ -56,12 +56,11 @@ def run_items(items: Sequence[Item], process: Callable[[Item], dict[str, float] 
             for k, v in (process(item) or {}).items():
                 report.stats[k] = report.stats.get(k, 0) + v
             report.done += 1
-        except (ImageReadError, ValueError, OSError) as e:
-            report.failures.append(f'{name(item)}: {e}')
-            log.error('%s: %s', name(item), e)
-        except Exception as e:  # out of memory, a shape the network refuses, ...: this item only
-            report.failures.append(f'{name(item)}: {type(e).__name__}: {e}')
-            log.error('%s: %s: %s', name(item), type(e).__name__, e)
+        except Exception as e:  # also out of memory, a shape the network refuses, ...: this item only
+            # Our own errors name the file and the problem; others need their type to be understood.
+            why = str(e) if isinstance(e, (ImageReadError, ValueError, OSError)) else f'{type(e).__name__}: {e}'
+            report.failures.append(f'{name(item)}: {why}')
+            log.error('%s: %s', name(item), why)
         if after:
             after()
         bar and bar.update(i + 1)

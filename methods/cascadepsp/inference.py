@@ -159,13 +159,6 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     return fused, len(todo)
 
 
-def refine_global_local(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
-                        cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
-    """Global step then Local step. Returns (B x 1 x H x W probabilities, number of crops run)."""
-    pred_224, pred_56 = global_step(model, image, mask, cfg.L)
-    return local_step(model, image, pred_224, pred_56, cfg)
-
-
 def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int = 900,
                        min_size: int | None = None) -> torch.Tensor:
     """Global step only (the fast mode). Returns B x 1 x H x W probabilities.
