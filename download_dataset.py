@@ -4,7 +4,9 @@
                                [--mirror URL] [--url NAME=URL ...] [--keep_archives]
 
 Layout written under --root: MSRA_10K/, DUTS-TR/, DUTS-TE/, ecssd/ (X.jpg + X.png), fss/CLASS/ (N.jpg +
-N.png), BIG/ and PASCAL/ (NAME_im/_seg/_gt), model and model_paper (released weights). Finished parts are
+N.png), BIG/ and PASCAL/ (NAME_im/_seg/_gt), model and model_paper (released weights); magnet_cityscapes and
+magnet_deepglobe fetch MagNet's backbone and refinement files. Cityscapes and DeepGlobe need a registration:
+--what cityscapes|deepglobe prints where they are published. Finished parts are
 skipped; interrupted transfers continue where they stopped; Google Drive backups are tried when a link
 fails. --folders prints the coarse-mask inputs that are published as Drive folders (fetched by hand).
 See dataset/sources.py for the links.
@@ -17,14 +19,25 @@ import sys
 
 from dataset.sources import DATASET_DOC, DRIVE_FOLDERS, EVALUATION, TRAINING
 from dataset.sources import SOURCES as DATA_SOURCES
-from models.hub import WEIGHT_SOURCES
+from models.hub import MAGNET_SYSTEMS, WEIGHT_SOURCES
 from util.fetch import DownloadError, download_source
+
+
+#: MagNet's datasets: published behind a registration, so only where to get them (and how to lay them out).
+REGISTERED_DATASETS = {
+    'cityscapes': 'https://www.cityscapes-dataset.com/downloads/ (register, then leftImg8bit_trainvaltest.zip and '
+                  'gtFine_trainvaltest.zip); datalist lines: leftImg8bit/val/CITY/X_leftImg8bit.png<TAB>'
+                  'gtFine/val/CITY/X_gtFine_labelIds.png',
+    'deepglobe': 'https://competitions.codalab.org/competitions/18468 (DeepGlobe Land Cover Classification; register '
+                 'to download); datalist lines: X_sat.jpg<TAB>X_mask.png (RGB colour masks)',
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--what', nargs='+', default=['training'],
-                        help=f"training, evaluation, all, or names: {', '.join({**DATA_SOURCES, **WEIGHT_SOURCES})}")
+                        help=f"training, evaluation, all, or names: {', '.join({**DATA_SOURCES, **WEIGHT_SOURCES})}, "
+                             f"{', '.join(MAGNET_SYSTEMS)}; {', '.join(REGISTERED_DATASETS)} print where to get them")
     parser.add_argument('--root', default='data')
     parser.add_argument('--mirror', help='base URL serving every file under its name (and optionally SHA256SUMS)')
     parser.add_argument('--url', action='append', default=[], metavar='NAME=URL',
@@ -43,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f'- {folder.name}\n    layout: {folder.layout}')
         return 0
 
-    groups = {'training': TRAINING, 'evaluation': EVALUATION, 'all': tuple(sources)}
+    registered = [w for w in args.what if w in REGISTERED_DATASETS]
+    for name in registered:
+        print(f'{name}: {REGISTERED_DATASETS[name]}')
+    args.what = [w for w in args.what if w not in REGISTERED_DATASETS]
+    if registered and not args.what:
+        return 0
+    groups = {'training': TRAINING, 'evaluation': EVALUATION, 'all': tuple(sources),
+              **{name: (backbone, *refinements) for name, (_, _, backbone, refinements) in MAGNET_SYSTEMS.items()}}
     names = [n for w in args.what for n in groups.get(w, (w,))]
     unknown = [n for n in names if n not in sources]
     if unknown:

@@ -10,6 +10,8 @@ them for --model). Then score OUT with eval_post.py.
 
     python eval.py --ade --dir SPLIT --output MASKS [--global_only]      # scene parsing, step 3
 
+    python eval.py --method magnet --dataset deepglobe --datalist LIST ...   # MagNet (see inference/semantic.py)
+
 --ade reads a folder written by scripts/split_scene.py and refines every component inside its box,
 writing MASKS/NAME_<class>.<id>_mask.png at the box's size (--global_only upscales crops under 224 px).
 """
@@ -21,12 +23,19 @@ import sys
 
 from inference.cli import add_model_flags, parse_with_model
 from inference.folders import SettingsMismatch, refine_folder
+from inference import semantic
 from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
 from util.atomic import OverwritesInput, refuse_overwriting_inputs
 
 
 def main(argv: list[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--method')
+    known, rest = pre.parse_known_args(argv)
+    if known.method == 'magnet':  # a semantic-segmentation dataset with the authors' test.py flags
+        logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+        return semantic.main(rest)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dir', required=True, help='input folder')
     parser.add_argument('--output', required=True, help='output folder')
@@ -34,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--clear', action='store_true', help='empty the CUDA cache after each image')
     parser.add_argument('--overwrite', action='store_true', help='redo images already refined in --output')
     parser.add_argument('--visualize', metavar='DIR', help='write a panel per image (NAME_panel.png) into DIR')
+    parser.add_argument('--method', help='magnet: see `eval.py --method magnet -h`; other methods follow --model')
     parser.add_argument('--ade', action='store_true', help='scene parsing: DIR is a split folder (split_scene.py)')
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     log = logging.getLogger('eval')

@@ -3,6 +3,7 @@
     python train.py EXP_ID [--arch cascadepsp|lite] [-i 45000] [-b 12] [--lr 2.25e-4] [--data_root data] ...
     torchrun --nproc_per_node=N train.py EXP_ID ...      # N GPUs; -b is the global batch
     python train.py EXP_ID --preset lite                 # every stage of a named recipe, in order
+    python train.py EXP_ID --method magnet --dataset cityscapes --root R --datalist L --pretrained F ...
 
 Every field of the method's training config is a flag; `python train.py -h [--arch A]` lists them. EXP_ID
 NULL runs without TensorBoard logs or checkpoints. `--resume saves/RUN/checkpoint_N.pth` continues a killed
@@ -32,6 +33,7 @@ def _parser(method: Method, suppress: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('exp_id', nargs='?', default=argparse.SUPPRESS if suppress else 'NULL',
                         help='experiment id (NULL disables logging and saving)')
+    parser.add_argument('--method', choices=sorted(METHODS), help='the method (default: the one of --arch)')
     parser.add_argument('--preset', choices=sorted(method.presets) or None,
                         help='a named training recipe of the method: its stages run in order')
     parser.add_argument('--stage', help='with --preset: run this stage only')
@@ -40,12 +42,18 @@ def _parser(method: Method, suppress: bool = False) -> argparse.ArgumentParser:
 
 
 def _pick_method(argv: list[str] | None) -> Method:
-    """The method of ``--arch``, of a preset's name, or of the run being resumed (default: cascadepsp)."""
+    """The method of ``--method``, of ``--arch``, of a preset's name, or of the run being resumed (default:
+    cascadepsp)."""
     pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--method', choices=sorted(METHODS))
     pre.add_argument('--arch')
     pre.add_argument('--preset')
     pre.add_argument('--resume')
     known, _ = pre.parse_known_args(argv)
+    if known.method:
+        if known.arch and method_of(known.arch) is not METHODS[known.method]:
+            raise ValueError(f'--arch {known.arch} is not an architecture of --method {known.method}')
+        return METHODS[known.method]
     if known.arch:
         return method_of(known.arch)
     if known.preset:
@@ -126,14 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser(method).parse_args(argv)
         if args.preset:
             explicit = {k: v for k, v in vars(_parser(method, suppress=True).parse_args(argv)).items()
-                        if k not in ('exp_id', 'preset', 'stage')}
+                        if k not in ('exp_id', 'preset', 'stage', 'method')}
             _run_stages(method, args.preset, args.stage, args.exp_id, explicit)
         else:
             if args.stage:
                 raise ValueError('--stage needs --preset')
             if args.resume:
                 explicit = {k: v for k, v in vars(_parser(method, suppress=True).parse_args(argv)).items()
-                            if k not in ('preset', 'stage')}
+                            if k not in ('preset', 'stage', 'method')}
                 train(resumed_config(method, explicit))
             else:
                 train(dataclass_from_args(method.TrainConfig, args))

@@ -15,7 +15,7 @@ from inference.predict import image_tensors, refine_image
 from methods import method_of_model
 from models.hub import DEFAULT, load_pretrained
 from util.boxes import masks_from_labels
-from util.transforms import binarize, normalize_image, probability_to_uint8
+from util.transforms import binarize, normalize_image, probability_to_uint8, rgb_tensor
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,25 @@ class Refiner:
         Returns:
             H x W uint8 soft mask, floor(probability * 255).
         """
+        if not self.method.takes_mask:
+            raise ValueError(f'{self.method.name} segments the image itself (no coarse mask): use '
+                             'Refiner.segment(image)')
         image, mask = self._validate(image, mask)
         if mask.max(initial=0) == 1:  # {0, 1} labels, as the command line and refine_objects read them
             mask = mask * np.uint8(255)
         refined = refine_image(self.model, *image_tensors(image, binarize(mask)), self.config(fast, cfg, **settings))
         return probability_to_uint8(refined.probs[0, 0])
+
+    def segment(self, image: np.ndarray, cfg: Any = None, **settings: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A multi-class method (MagNet) on ``image`` (H x W x 3 uint8 RGB): (refined, coarse) H x W uint8 label
+        maps, one class index per pixel (the coarse one is the segmentation network's own)."""
+        if self.method.takes_mask:
+            raise ValueError(f'{self.method.name} refines a coarse mask: use Refiner.refine(image, mask)')
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f'image must be an H x W x 3 uint8 RGB array, got {getattr(image, "shape", type(image))}')
+        refined = refine_image(self.model, rgb_tensor(image).to(self.device), None, self.config(False, cfg, **settings))
+        return (refined.probs.argmax(1)[0].to(torch.uint8).cpu().numpy(),
+                refined.extra['coarse'].argmax(1)[0].to(torch.uint8).cpu().numpy())
 
     def refine_objects(self, image: np.ndarray, masks: np.ndarray | list[np.ndarray], fast: bool = False,
                        cfg: Any = None, **settings: Any) -> list[np.ndarray]:

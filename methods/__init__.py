@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from methods import cascadepsp, crm
+from methods import cascadepsp, crm, magnet
 from methods.base import Method, Recipe, Refined, Stage, TrainConfig
 
 METHODS: dict[str, Method] = {
     'cascadepsp': cascadepsp.METHOD,
     'crm': crm.METHOD,
+    'magnet': magnet.METHOD,
 }
 
 
 def method_of(arch: str) -> Method:
-    """The method that runs architecture ``arch``."""
+    """The method that runs (or is made of) architecture ``arch``."""
     for method in METHODS.values():
-        if arch in method.archs:
+        if arch in method.archs or arch in method.components:
             return method
-    known = ', '.join(f'{a} ({m.name})' for m in METHODS.values() for a in m.archs)
+    known = ', '.join(f'{a} ({m.name})' for m in METHODS.values() for a in (*m.archs, *m.components))
     raise ValueError(f'no method runs architecture {arch!r}; known: {known}')
 
 

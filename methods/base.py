@@ -54,6 +54,8 @@ class Recipe:
     * ``images(batch, outputs)``: columns of an image grid, each B x 1|3 x H x W in [0, 1].
     * ``prepare(model)``: initialisation before training (e.g. ImageNet weights); may do nothing.
     * ``size(batch)``: the number of samples in a batch (default: the first tensor's length).
+    * ``pairs()``: the training items, when the method does not train on the (image, mask) folders of
+      ``--data_root`` (MagNet reads the authors' datalist); None: those folders.
     """
     dataset: Callable[[list], Dataset]
     to_device: Callable[[Batch, torch.device], Batch]
@@ -62,6 +64,7 @@ class Recipe:
     images: Callable[[Batch, dict[str, torch.Tensor]], list[torch.Tensor]]
     prepare: Callable[[nn.Module], None] = lambda model: None
     size: Callable[[Batch], int] = lambda batch: len(batch[0])
+    pairs: Callable[[], list] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Method:
     refine: Callable[[nn.Module, torch.Tensor, torch.Tensor, Any], Refined]  #: (model, image, coarse, cfg)
     recipe: Callable[[Any], Recipe]     #: (train config) -> Recipe
     presets: dict[str, tuple[Stage, ...]] = field(default_factory=dict)  #: train.py --preset NAME
+    components: tuple[str, ...] = ()    #: architectures that are parts of ``archs`` (loaded and trained alone,
+                                        #: run inside them: MagNet's backbones and refinement module)
+    takes_mask: bool = True             #: refines a given coarse mask (False: segments the image itself, C classes)
 
 
 @dataclass
@@ -92,10 +98,13 @@ class TrainConfig:
     exp_id: str = 'NULL'           #: experiment name; NULL disables TensorBoard logging and checkpoints
     iterations: int = field(default=45000, metadata={'short': '-i', 'help': 'optimisation steps'})
     batch_size: int = field(default=12, metadata={'short': '-b', 'help': 'global batch, split over the ranks'})
-    lr: float = 2.25e-4            #: Adam learning rate
+    lr: float = 2.25e-4            #: learning rate
     steps: list[int] = field(default_factory=lambda: [22500, 37500])  #: iterations where lr *= gamma
     gamma: float = 0.1
     weight_decay: float = 1e-4
+    optimizer: str = 'adam'        #: 'adam' (CascadePSP, CRM) or 'sgd' (MagNet; with --momentum)
+    momentum: float = 0.9          #: SGD momentum
+    epoch_schedule: bool = False   #: --iterations, --steps and --warmup count epochs of the training set
     load: str | None = None        #: initial weights: a name (cascadepsp, lite) or a file; optimizer not restored
     # Additions.
     arch: str = 'cascadepsp'       #: architecture (models.registry); the method follows from it
@@ -129,13 +138,14 @@ class TrainConfig:
         'help': "the method's inference settings for validation, JSON (default: its defaults, e.g. L 900)"})
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ('adam', 'sgd'):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
-        positive = ('iterations', 'batch_size', 'crop_size', 'log_interval', 'image_interval', 'save_interval',
-                    'val_interval')
+        positive = ('iterations', 'batch_size', 'log_interval', 'image_interval', 'save_interval', 'val_interval')
         if bad := [f'--{n} {getattr(self, n)}' for n in positive if getattr(self, n) < 1]:
             raise ValueError(f'must be at least 1: {", ".join(bad)}')
-        if self.crop_size < 16:
+        if isinstance(self.crop_size, int) and self.crop_size < 16:  # MagNet's W H pair is checked by its config
             raise ValueError(f'--crop_size must be at least 16 pixels, got {self.crop_size}')
         if self.lr <= 0 or self.warmup < 0 or self.workers < 0 or self.threads < 0:
             raise ValueError(f'--lr must be positive and --warmup, --workers, --threads not negative; got '

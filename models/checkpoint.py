@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from models.resnet import ResNet50
-from models.registry import RELEASED_LAYOUTS, build_model, recognise_layout
+from models.registry import RELEASED_HPARAMS, RELEASED_LAYOUTS, build_model, recognise_layout
 from util.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: The extra entry of HRNet-Semantic-Segmentation's ``FullModel(model, loss)`` files (MagNet's backbones).
+_FULL_MODEL_EXTRA = 'loss.criterion.weight'
+
+
 def extract_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The model state dict inside a checkpoint, with any ``module.`` (DataParallel/DDP) prefix removed."""
+    """The model state dict inside a checkpoint, with any ``module.`` (DataParallel/DDP) prefix removed, and a
+    ``FullModel`` file (every key ``model.``-prefixed, plus the loss's class weights; MagNet's released
+    backbones) reduced to the model's own keys."""
     state = data['model'] if isinstance(data.get('model'), dict) else data
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
+    rest = [k for k in state if k != _FULL_MODEL_EXTRA]
+    if rest and all(k.startswith('model.') for k in rest):
+        state = {k[len('model.'):]: state[k] for k in rest}
+    return state
 
 
 def checkpoint_arch(data: dict[str, Any], source: str = 'checkpoint') -> tuple[str, dict[str, Any]]:
@@ -60,12 +70,13 @@ def checkpoint_arch(data: dict[str, Any], source: str = 'checkpoint') -> tuple[s
         if not isinstance(hparams, dict):
             raise CheckpointError(f'{source}: its hyper-parameters are not a mapping ({type(hparams).__name__})')
         return str(data['arch']), dict(hparams)
-    arch = recognise_layout(set(extract_state_dict(data)))
+    state = extract_state_dict(data)
+    arch = recognise_layout(set(state))
     if arch is None:
         layouts = '; '.join(f'{a} (keys such as {", ".join(keys[:2])})' for a, keys in RELEASED_LAYOUTS.items())
         raise CheckpointError(f'{source}: a bare state dict of no known layout; known released layouts: {layouts}. '
                               'A checkpoint of this project records its architecture.')
-    return arch, {}
+    return arch, RELEASED_HPARAMS[arch](state) if arch in RELEASED_HPARAMS else {}
 
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -1,5 +1,5 @@
-"""Weights by name: ``lite`` (bundled in the repository), ``cascadepsp`` (the authors' release, downloaded
-on first use), or a path.
+"""Weights by name: ``lite`` (bundled in the repository), ``cascadepsp``, ``crm``, MagNet's files and systems
+(``magnet_cityscapes``, ``magnet_deepglobe``) (the authors' releases, downloaded on first use), or a path.
 
     model = load_pretrained('lite')            # models/weights/lite.pth, offline
     model = load_pretrained('cascadepsp')      # $CASCADEPSP_HOME/model, fetched and MD5-verified once
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from models.checkpoint import CheckpointError, load_model
+from models.checkpoint import CheckpointError, load_model, load_weights
+from models.magnet.system import MagNetSystem
 from util.fetch import DownloadError, Remote, Source, download_source, drive_candidates, url_candidate
 
 #: Weights shipped in the repository (fp16; see the README for how they were trained).
@@ -40,8 +41,27 @@ WEIGHT_SOURCES: dict[str, Source] = {s.name: s for s in (
            note=f'the released CRM weights (model_45705, 97.3 MB; the OneDrive link in the README at {CRM_PAGE}, '
                 'which needs a browser)'),
 )}
+#: MagNet's six released files (``checkpoints/download_*.sh``): name -> tensor bytes of its layout (no MD5 is
+#: published: the size is checked on download, the layout on load).
+MAGNET_URL = 'https://public.vinai.io/magnet_cvpr2021/'
+MAGNET_FILES = {'cityscapes_hrnet.pth': 25_606_892, 'cityscapes_refinement_512.pth': 419_504,
+                'cityscapes_refinement_1024.pth': 419_504, 'cityscapes_refinement_2048.pth': 419_504,
+                'deepglobe_fpn.pth': 112_472_288, 'deepglobe_refinement.pth': 357_680}
+WEIGHT_SOURCES.update({name: Source(name, 'file', (Remote(name, (url_candidate(MAGNET_URL + name),),
+                                                          size_range=(size, size + 2**20)),),
+                                    note=f"MagNet's released {name}") for name, size in MAGNET_FILES.items()})
+#: MagNet systems by name: the authors' ``--model``, classes, backbone file and refinement file(s) (Cityscapes:
+#: one per stage; DeepGlobe: one for every stage).
+MAGNET_SYSTEMS = {
+    'magnet_cityscapes': ('hrnet18+ocr', 19, 'cityscapes_hrnet.pth',
+                          ('cityscapes_refinement_512.pth', 'cityscapes_refinement_1024.pth',
+                           'cityscapes_refinement_2048.pth')),
+    'magnet_deepglobe': ('fpn', 7, 'deepglobe_fpn.pth', ('deepglobe_refinement.pth',)),
+}
+
 #: Weights downloaded into the cache on first use: name -> source of :data:`WEIGHT_SOURCES`.
-DOWNLOADED = {'cascadepsp': 'model', 'cascadepsp_paper': 'model_paper', 'crm': 'crm'}
+DOWNLOADED = {'cascadepsp': 'model', 'cascadepsp_paper': 'model_paper', 'crm': 'crm',
+              **{name: name for name in MAGNET_FILES}}
 #: The model used when none is named.
 DEFAULT = 'lite'
 
@@ -86,5 +106,31 @@ def resolve_weights(name_or_path: str | os.PathLike | None = None, download: boo
 
 
 def load_pretrained(name_or_path: str | os.PathLike | None = None) -> nn.Module:
-    """Resolve ``name_or_path`` (:func:`resolve_weights`) and build its model in eval mode."""
+    """Resolve ``name_or_path`` (:func:`resolve_weights`) and build its model in eval mode; a MagNet system
+    name (:data:`MAGNET_SYSTEMS`) loads its backbone and refinement files."""
+    if str(name_or_path) in MAGNET_SYSTEMS:
+        return load_named_system(str(name_or_path))
     return load_model(resolve_weights(name_or_path)).eval()
+
+
+def load_system(model: str, num_classes: int, backbone: str | os.PathLike,
+                refinements: list[str | os.PathLike]) -> MagNetSystem:
+    """The authors' ``--model fpn|hrnet18+ocr --num_classes C --pretrained BACKBONE --pretrained_refinement
+    R1 [R2 ...]``, each file loaded strictly (a released ``FullModel`` file or a checkpoint of this project) and
+    on the CPU whatever device it was saved from. Returns the system in eval mode."""
+    if not refinements:
+        raise CheckpointError('MagNet needs at least one refinement module (--pretrained_refinement FILE [FILE ...])')
+    system = MagNetSystem(model, num_classes, len(refinements))
+    load_weights(system.backbone, resolve_weights(backbone))
+    for module, path in zip(system.refinements, refinements):
+        load_weights(module, resolve_weights(path))
+    return system.eval()
+
+
+def load_named_system(name: str) -> MagNetSystem:
+    """A released system by name (:data:`models.hub.MAGNET_SYSTEMS`), its files fetched into the cache once."""
+    if name not in MAGNET_SYSTEMS:
+        raise CheckpointError(f'{name}: not a MagNet system; known: {", ".join(MAGNET_SYSTEMS)}')
+    model, classes, backbone, refinements = MAGNET_SYSTEMS[name]
+    return load_system(model, classes, backbone, list(refinements))
+

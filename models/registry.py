@@ -13,6 +13,10 @@ import torch.nn as nn
 from models.cascadepsp.lite import LiteRefinementModule
 from models.cascadepsp.refinement import RefinementModule
 from models.crm.network import CRMNet
+from models.magnet.fpn import ResnetFPN
+from models.magnet.hrnet_ocr import HRNetOCR
+from models.magnet.refinement import RefinementMagNet
+from models.magnet.system import MagNetSystem
 
 #: name -> constructor taking the architecture's hyper-parameters as keyword arguments. Every network has
 #: an ``arch`` attribute (its name here) and ``hparams`` (its keyword arguments), saved with its weights.
@@ -20,6 +24,10 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     'cascadepsp': RefinementModule,   # the authors' RM (ResNet-50 PSPNet); loads the released weights
     'lite': LiteRefinementModule,     # compact RM for CPUs; the bundled weights
     'crm': CRMNet,                    # CRM (ResNet-50 features + implicit decoder); loads the released weights
+    'magnet_refinement': RefinementMagNet,  # MagNet's refinement module; loads the released files
+    'magnet_fpn': ResnetFPN,          # MagNet's DeepGlobe backbone (ResNet-50 FPN)
+    'magnet_hrnet18_ocr': HRNetOCR,   # MagNet's Cityscapes backbone (HRNet-W18-Small-v2 + OCR)
+    'magnet': MagNetSystem,           # a MagNet backbone with its refinement module(s)
 }
 
 #: Released files are bare state dicts (no architecture recorded): each architecture with a released file
@@ -28,6 +36,15 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 RELEASED_LAYOUTS: dict[str, tuple[str, ...]] = {
     'cascadepsp': ('feats.conv1.weight', 'psp.stages.0.1.weight', 'final_11.weight', 'final_21.weight'),
     'crm': ('feats.conv1.weight', 'aspp_.last_conv.0.weight', 'imnet.layers.0.weight'),
+    'magnet_refinement': ('bn0.weight', 'residual.0.conv1.weight', 'seg_conv.weight'),
+    'magnet_fpn': ('resnet_backbone.conv1.weight', 'toplayer.weight', 'classify.weight'),
+    'magnet_hrnet18_ocr': ('conv1.weight', 'stage4.0.branches.0.0.conv1.weight', 'cls_head.weight'),
+}
+#: Hyper-parameters a released layout's shapes imply (the files record none): arch -> state dict -> hparams.
+RELEASED_HPARAMS: dict[str, Callable[[dict], dict[str, Any]]] = {
+    'magnet_refinement': lambda state: {'num_classes': int(state['seg_conv.weight'].shape[0])},
+    'magnet_fpn': lambda state: {'num_classes': int(state['classify.weight'].shape[0])},
+    'magnet_hrnet18_ocr': lambda state: {'num_classes': int(state['cls_head.weight'].shape[0])},
 }
 
 

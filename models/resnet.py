@@ -16,15 +16,15 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None, dilation: int = 1) -> None:
+                 downsample: nn.Module | None = None, dilation: int = 1, bn_momentum: float = 0.1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=bn_momentum)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, dilation=dilation,
                                padding=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=bn_momentum)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion, momentum=bn_momentum)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -37,15 +37,20 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    """ResNet-50 (blocks 3-4-6-3), output stride 8, for ``in_channels`` inputs (RGB + mask channels: 6 for
-    CascadePSP's RM, 4 for CRM).
+    """ResNet-50 (blocks 3-4-6-3) for ``in_channels`` inputs (RGB + mask channels: 6 for CascadePSP's RM, 4 for
+    CRM; 3 for MagNet's FPN).
 
-    layer3 and layer4 keep stride 1 and use dilation 2 and 4. As in the released models, the first
-    block of each dilated layer keeps dilation 1: only the blocks after it are dilated.
+    ``output_stride`` 8 (CascadePSP, CRM): layer3 and layer4 keep stride 1 and use dilation 2 and 4. As in the
+    released models, the first block of each dilated layer keeps dilation 1: only the blocks after it are
+    dilated. ``output_stride`` 32: torchvision's ResNet-50 without its classifier (MagNet's FPN).
     """
 
-    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), in_channels: int = 6) -> None:
+    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), in_channels: int = 6,
+                 output_stride: int = 8) -> None:
         super().__init__()
+        if output_stride not in (8, 32):
+            raise ValueError(f'output_stride must be 8 (dilated) or 32 (torchvision\'s ResNet-50), got {output_stride}')
+        dilated = output_stride == 8
         self.in_channels = in_channels
         self.inplanes = 64
         self.conv1 = nn.Conv2d(self.in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -54,8 +59,8 @@ class ResNet50(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(64, layers[0])
         self.layer2 = self._make_layer(128, layers[1], stride=2)
-        self.layer3 = self._make_layer(256, layers[2], dilation=2)
-        self.layer4 = self._make_layer(512, layers[3], dilation=4)
+        self.layer3 = self._make_layer(256, layers[2], dilation=2) if dilated else self._make_layer(256, layers[2], 2)
+        self.layer4 = self._make_layer(512, layers[3], dilation=4) if dilated else self._make_layer(512, layers[3], 2)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -19,12 +19,42 @@ from models.registry import ARCHITECTURES, build_model
 from models.seeded import seed_model
 
 CASES = [(m.name, arch) for m in METHODS.values() for arch in m.archs]
+COMPONENTS = [(m.name, arch) for m in METHODS.values() for arch in m.components]
+#: Tiny inference settings, where a method has them (MagNet's scales end at the test image's 44 x 36).
+SMALL = {'L': 32, 'stride': 40, 'chunk': 500}
+SMALL_MAGNET = {'scales': '11-9,22-18,44-36', 'crop_size': [11, 9], 'input_size': [16, 16], 'n_points': 0.5}
 
 
 def test_every_architecture_has_a_method():
-    assert sorted(a for _, a in CASES) == sorted(ARCHITECTURES)
-    for name, arch in CASES:
+    assert sorted(a for _, a in CASES + COMPONENTS) == sorted(ARCHITECTURES)
+    for name, arch in CASES + COMPONENTS:
         assert method_of(arch).name == name
+
+
+@pytest.mark.parametrize('name,arch', COMPONENTS)
+def test_component_round_trip(name, arch, tmp_path):
+    """A part of a method's network (loaded and trained alone) rebuilds from its file alone."""
+    model = seed_model(build_model(arch), 0)
+    save_checkpoint(tmp_path / 'm.pth', model)
+    loaded = load_model(tmp_path / 'm.pth')
+    assert loaded.arch == arch and loaded.hparams == model.hparams
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def _magnet_training(tmp_path, image: np.ndarray) -> dict:
+    """MagNet trains its refinement module on a frozen backbone over a datalist: a tiny one here."""
+    from models.magnet.system import BACKBONES
+    torch.save(seed_model(BACKBONES['fpn'](7), 0).state_dict(), tmp_path / 'fpn.pth')
+    (tmp_path / 'dg').mkdir()
+    from PIL import Image
+    Image.fromarray(image).save(tmp_path / 'dg' / 'a_sat.png')
+    label = np.zeros_like(image)
+    label[:, 20:] = (0, 255, 255)
+    Image.fromarray(label).save(tmp_path / 'dg' / 'a_mask.png')
+    (tmp_path / 'list.txt').write_text('dg/a_sat.png\tdg/a_mask.png\ndg/a_sat.png\tdg/a_mask.png\n')
+    return dict(dataset='deepglobe', root=str(tmp_path), datalist=str(tmp_path / 'list.txt'), model='fpn',
+                pretrained=str(tmp_path / 'fpn.pth'), num_classes=7, scales='11-9,22-18,44-36',
+                crop_size=[11, 9], input_size=[16, 16])
 
 
 @pytest.mark.parametrize('name,arch', CASES)
@@ -40,7 +70,7 @@ def test_method_contract(name, arch, tmp_path, tiny_data):
     image = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
     mask = np.zeros((36, 44), np.uint8)
     mask[8:28, 10:30] = 255
-    small = {'L': 32, 'stride': 40, 'chunk': 500}  # tiny settings where the method has them
+    small = SMALL_MAGNET if name == 'magnet' else SMALL
     cfg = method.InferConfig(**{k: v for k, v in small.items() if k in method.InferConfig.__dataclass_fields__})
     refined = refine_image(model, *image_tensors(image, mask), cfg)
     assert isinstance(refined, Refined) and refined.probs.shape[0] == 1 and refined.probs.shape[-2:] == (36, 44)
@@ -54,17 +84,30 @@ def test_method_contract(name, arch, tmp_path, tiny_data):
     torch.testing.assert_close(again.probs, refined.probs, atol=1e-5, rtol=0)
 
     # Refiner, the practitioner's API.
-    out = Refiner(model=loaded).refine(image, mask, cfg=cfg)
-    assert out.dtype == np.uint8 and out.shape == (36, 44)
-    assert np.array_equal(out, (refined.probs[0, 0].numpy().clip(0, 1) * 255).astype(np.uint8))
+    if method.takes_mask:
+        out = Refiner(model=loaded).refine(image, mask, cfg=cfg)
+        assert out.dtype == np.uint8 and out.shape == (36, 44)
+        assert np.array_equal(out, (refined.probs[0, 0].numpy().clip(0, 1) * 255).astype(np.uint8))
+    else:  # a multi-class method segments the image itself
+        labels, coarse = Refiner(model=loaded).segment(image, cfg=cfg)
+        assert labels.dtype == np.uint8 and labels.shape == coarse.shape == (36, 44)
+        assert np.array_equal(labels, refined.probs.argmax(1)[0].numpy())
+        with pytest.raises(ValueError, match='segment'):
+            Refiner(model=loaded).refine(image, mask, cfg=cfg)
 
-    # One training step through the recipe, as the generic loop runs it.
+    # One training step through the recipe, as the generic loop runs it (on the architecture it trains).
     tiny_data()
-    train_cfg = method.TrainConfig(arch=arch, crop_size=32, batch_size=2, device='cpu', workers=0, holdout='')
+    if name == 'magnet':
+        train_cfg = method.TrainConfig(batch_size=2, device='cpu', workers=0, **_magnet_training(tmp_path, image))
+    else:
+        train_cfg = method.TrainConfig(arch=arch, crop_size=32, batch_size=2, device='cpu', workers=0, holdout='')
     recipe = method.recipe(train_cfg)
+    if train_cfg.arch != arch:
+        model = seed_model(build_model(train_cfg.arch, **train_cfg.arch_args), 0)
     model.train()
     recipe.prepare(model)
-    batch = recipe.to_device(next(iter(DataLoader(recipe.dataset(training_pairs(tmp_path / 'data')), 2))), 'cpu')
+    items = recipe.pairs() if recipe.pairs else training_pairs(tmp_path / 'data')
+    batch = recipe.to_device(next(iter(DataLoader(recipe.dataset(items), 2))), 'cpu')
     terms, outputs = recipe.step(model, batch, torch.autocast('cpu', enabled=False))
     assert torch.isfinite(terms['total_loss']) and terms['total_loss'].requires_grad
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)

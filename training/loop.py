@@ -58,15 +58,20 @@ def _run_name(cfg: TrainConfig) -> str:
     return f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}_{cfg.exp_id}"
 
 
-def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: int, local_rank: int, world: int):
-    """Model (wrapped in DDP when world > 1), optimizer, scheduler, first iteration and run name."""
+def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: int, local_rank: int, world: int,
+                 unit: int):
+    """Model (wrapped in DDP when world > 1), optimizer, scheduler, first iteration and run name. ``unit``:
+    iterations per schedule unit (an epoch with ``epoch_schedule``, else 1)."""
     model = build_model(cfg.arch, **cfg.arch_args)
     recipe.prepare(model)
     if cfg.load:
         load_weights(model, resolve_weights(cfg.load))
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = _scheduler(cfg, optimizer)
+    if cfg.optimizer == 'sgd':
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = _scheduler(cfg, optimizer, unit)
     start, run = 0, _run_name(cfg)
     if cfg.resume:
         state = read_checkpoint(cfg.resume)
@@ -84,18 +89,21 @@ def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: i
     return model, optimizer, scheduler, start, run
 
 
-def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """The authors' steps (``step``) or a cosine decay to 0 (``cosine``), after ``warmup`` linear iterations."""
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, unit: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
+    """The authors' steps (``step``) or a cosine decay to 0 (``cosine``), after ``warmup`` linear iterations.
+    Iterations, steps and warm-up count ``unit`` optimisation steps each (an epoch for MagNet's milestones)."""
+    total, warmup, steps = cfg.iterations * unit, cfg.warmup * unit, [s * unit for s in cfg.steps]
+
     def factor(it: int) -> float:
-        warm = min(1.0, (it + 1) / cfg.warmup) if cfg.warmup else 1.0
+        warm = min(1.0, (it + 1) / warmup) if warmup else 1.0
         if cfg.schedule == 'cosine':
-            return warm * 0.5 * (1 + math.cos(math.pi * min(it, cfg.iterations) / cfg.iterations))
-        return warm * cfg.gamma ** sum(it >= s for s in cfg.steps)
+            return warm * 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
+        return warm * cfg.gamma ** sum(it >= s for s in steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _build_loader(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: int, world: int) -> DataLoader:
-    pairs = training_pairs(cfg.data_root, cfg.sources or None)
+    pairs = recipe.pairs() if recipe.pairs else training_pairs(cfg.data_root, cfg.sources or None)
     if cfg.holdout:
         pairs = exclude_split(pairs, _repo_path(cfg.holdout))
     dataset = recipe.dataset(pairs)
@@ -120,9 +128,10 @@ def train(cfg: TrainConfig) -> Path | None:
     device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
     torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
     main_rank = rank == 0
-    model, optimizer, scheduler, start, run = _build_model(cfg, recipe, device, rank, local_rank, world)
-    net = model.module if world > 1 else model
     loader = _build_loader(cfg, recipe, device, rank, world)
+    unit = len(loader) if cfg.epoch_schedule else 1  # iterations per unit of --iterations, --steps, --save_interval
+    model, optimizer, scheduler, start, run = _build_model(cfg, recipe, device, rank, local_rank, world, unit)
+    net = model.module if world > 1 else model
 
     named = cfg.exp_id.upper() != 'NULL'
     save_dir = Path(cfg.save_dir) / run if named and main_rank else None
@@ -142,7 +151,7 @@ def train(cfg: TrainConfig) -> Path | None:
 
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == 'cuda')
     batches = _batches(loader, start // len(loader))  # a resumed run starts a fresh shuffle of its epoch
-    end = min(cfg.until or cfg.iterations, cfg.iterations)
+    end = min(cfg.until or cfg.iterations, cfg.iterations) * unit
     bar = progressbar.ProgressBar(min_value=start, max_value=end) if main_rank else None
     tick, seen, waited = time.perf_counter(), 0, 0.0
     for it in range(start, end):
@@ -174,9 +183,9 @@ def train(cfg: TrainConfig) -> Path | None:
             tick, seen, waited = time.perf_counter(), 0, 0.0
         if main_rank and (it + 1) % cfg.image_interval == 0:
             logger.images(recipe.images(batch, outputs), it + 1)
-        if main_rank and (it + 1) % cfg.save_interval == 0 and it + 1 < end:
+        if main_rank and (it + 1) % (cfg.save_interval * unit) == 0 and it + 1 < end:
             save(f'checkpoint_{it + 1}.pth', it + 1)
-        if cfg.val_dir and (it + 1) % cfg.val_interval == 0:
+        if cfg.val_dir and (it + 1) % (cfg.val_interval * unit) == 0:
             if main_rank:  # the other ranks wait at the barrier: keep the validation folder small
                 logger.scalars({k: v for k, v in validate(net, cfg.val_dir, val_cfg).items()
                                 if isinstance(v, float) and not math.isnan(v)}, it + 1, 'val/')

@@ -1,7 +1,7 @@
 """Frozen config dataclasses as command-line flags: every field ``name`` becomes ``--name``.
 
 Field metadata may give ``help``, ``aliases`` (extra long flags, e.g. ``fast`` for ``global_only``),
-``short`` (e.g. ``-i``), ``nargs`` (a fixed count for a list field) and ``same_results`` (a speed or memory
+``short`` (e.g. ``-i``), ``type`` (the flag's parser, for a field given as one string), ``nargs`` (a fixed count for a list field) and ``same_results`` (a speed or memory
 setting that does not change results: a resumed folder may change it). Types come from the annotations:
 ``bool`` is ``--x/--no-x``, ``list[T]`` takes several values, ``dict`` takes JSON, ``T | None`` takes T.
 """
@@ -51,7 +51,9 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[
         kw: dict[str, Any] = {'default': argparse.SUPPRESS if suppress else instance_defaults.get(f.name),
                               'help': meta.get('help'), 'dest': f.name}
         origin = typing.get_origin(kind)
-        if kind is bool:
+        if 'type' in meta:  # a field parsed from one string (e.g. MagNet's '612-612,1224-1224')
+            kw['type'] = meta['type']
+        elif kind is bool:
             kw['action'] = argparse.BooleanOptionalAction
         elif origin is list:
             kw.update(nargs=meta.get('nargs', '*'), type=_scalar(typing.get_args(kind)[0]))

@@ -1,0 +1,130 @@
+"""``eval.py --method magnet``: the authors' ``test.py`` over a datalist, through the method registry.
+
+    python eval.py --method magnet --dataset deepglobe --root data/deepglobe --datalist data/list/deepglobe/test.txt \\
+        --scales 612-612,1224-1224,2448-2448 --crop_size 612 612 --input_size 508 508 --model fpn \\
+        --pretrained deepglobe_fpn.pth --pretrained_refinement deepglobe_refinement.pth --num_classes 7 \\
+        --n_points 0.75 --n_patches -1 --smooth_kernel 11 --save_pred --save_dir OUT
+
+Per image, with ``--save_pred``: ``NAME_pred.png`` (refined class indices, uint8, the image's size) and
+``NAME_coarse.png`` (the backbone's), NAME = the image file's name without its extension. Prints the coarse and
+refined mean IoU as the authors do, and writes ``results.json`` (mean, frequency-weighted and per-class IoU,
+both confusion matrices, label pixels of unknown id or colour) into ``--save_dir``.
+``--pretrained magnet_cityscapes|magnet_deepglobe`` alone loads a released system by name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataset.magnet import DATASETS, Item, read_class_map, read_datalist
+from evaluation.confusion import confusion_matrix, iou_scores
+from methods import METHODS
+from models.hub import MAGNET_SYSTEMS, load_named_system, load_system
+from models.checkpoint import CheckpointError
+from models.magnet.system import BACKBONES
+from util import image_io
+from util.atomic import OverwritesInput, ensure_folder, refuse_overwriting_inputs, write_image, write_text
+from util.cli import add_dataclass_flags, dataclass_from_args
+from util.image_io import ImageReadError, read_rgb
+from util.runner import run_items
+
+log = logging.getLogger('eval')
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='eval.py --method magnet', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--dataset', required=True, choices=sorted(DATASETS))
+    parser.add_argument('--root', default='.', help='folder the datalist\'s paths are relative to')
+    parser.add_argument('--datalist', required=True, help='IMAGE<TAB>LABEL lines (the authors\' format)')
+    parser.add_argument('--model', choices=sorted(BACKBONES), help='the backbone (with --pretrained FILE)')
+    parser.add_argument('--pretrained', required=True,
+                        help=f'the backbone\'s file, or a released system by name: {", ".join(MAGNET_SYSTEMS)}')
+    parser.add_argument('--pretrained_refinement', nargs='+', default=[],
+                        help='refinement module file(s): one for every stage, or one per stage')
+    parser.add_argument('--num_classes', type=int, help='classes of the backbone (default: the dataset\'s)')
+    parser.add_argument('--save_pred', action='store_true', help='write NAME_pred.png and NAME_coarse.png')
+    parser.add_argument('--save_dir', default='results', help='predictions and results.json go here')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--num_workers', type=int, default=0, help='accepted as the authors\' test.py accepts it')
+    parser.add_argument('--max_pixels', type=int, default=image_io.MAX_PIXELS,
+                        help='refuse images above this many pixels before decoding them (0: no limit)')
+    add_dataclass_flags(parser, METHODS['magnet'].InferConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    image_io.set_max_pixels(args.max_pixels)
+    method = METHODS['magnet']
+    try:
+        cfg = dataclass_from_args(method.InferConfig, args)
+    except ValueError as e:
+        parser.error(str(e))
+    spec = DATASETS[args.dataset]
+    classes = args.num_classes or spec.num_classes
+    save_dir = Path(args.save_dir)
+    try:
+        if args.pretrained in MAGNET_SYSTEMS and not args.pretrained_refinement:
+            system = load_named_system(args.pretrained)
+        else:
+            if not args.model:
+                parser.error('--model fpn|hrnet18+ocr is needed with a backbone file')
+            system = load_system(args.model, classes, args.pretrained, args.pretrained_refinement)
+        system.to(args.device)
+        items = read_datalist(args.root, args.datalist)
+        refuse_overwriting_inputs({'--save_dir': save_dir}, {'--datalist': args.datalist, '--root': args.root})
+        ensure_folder(save_dir)
+    except (CheckpointError, OverwritesInput, OSError, ValueError) as e:
+        log.error('%s', e)
+        return 2
+    n = system.num_classes
+    totals = {'coarse': np.zeros((n, n)), 'refined': np.zeros((n, n))}
+    unknown: dict[str, int] = {}
+
+    def process(item: Item) -> dict[str, float]:
+        image = read_rgb(item.image)
+        label = None
+        if item.label is not None:
+            label, bad = read_class_map(item.label, spec)
+            if label.shape != image.shape[:2]:
+                raise ImageReadError(f'{item.label}: size {label.shape[1]}x{label.shape[0]} differs from '
+                                     f'{item.image} ({image.shape[1]}x{image.shape[0]})')
+            if bad:
+                unknown[str(item.label)] = bad
+                log.warning('%s: %d pixel(s) of no %s %s, counted as class 0 as the authors do', item.label, bad,
+                            spec.name, 'colour' if spec.colour else 'label id')
+        tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].to(args.device)  # PIL arrays are read-only
+        result = method.refine(system, tensor, None, cfg)
+        preds = {'refined': result.probs.argmax(1)[0].cpu().numpy(),
+                 'coarse': result.extra['coarse'].argmax(1)[0].cpu().numpy()}
+        if args.save_pred:
+            for kind, suffix in (('refined', 'pred'), ('coarse', 'coarse')):
+                write_image(save_dir / f'{item.image.stem}_{suffix}.png', preds[kind].astype(np.uint8))
+        if label is not None:
+            for kind, pred in preds.items():
+                totals[kind] += confusion_matrix(label, pred, n, spec.ignore_label)
+        return result.stats
+
+    report = run_items(items, process, lambda item: str(item.image))
+    scores = {kind: iou_scores(matrix, spec.mean_from) for kind, matrix in totals.items()}
+    print('-------SUMMARY-------')
+    print(f'Coarse IoU: {scores["coarse"]["mIoU"] * 100:.2f}')
+    print(f'Refinement IoU: {scores["refined"]["mIoU"] * 100:.2f}')
+    results = {'dataset': spec.name, 'images': report.done, 'failures': report.failures,
+               'settings': {k: v for k, v in vars(args).items() if k != 'pretrained_refinement'}
+               | {'pretrained_refinement': args.pretrained_refinement},
+               'label_pixels_of_unknown_id_or_colour': unknown,
+               **{kind: {**score, 'confusion_matrix': totals[kind].astype(np.int64).tolist()}
+                  for kind, score in scores.items()}}
+    write_text(save_dir / 'results.json', json.dumps(results, indent=1, default=str) + '\n')
+    log.info('%s', report.summary())
+    if report.failures:
+        log.error('%d image(s) failed; each is reported above by file name', len(report.failures))
+    return 1 if report.failures else 0
