@@ -66,8 +66,20 @@ def _pick_method(argv: list[str] | None) -> Method:
     return METHODS['cascadepsp']
 
 
+def _task_name(argv: list[str] | None) -> list[str]:
+    """MagNet's scripts name the run with ``--task_name NAME``: the EXP_ID here."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--task_name' in argv:
+        i = argv.index('--task_name')
+        if i + 1 >= len(argv):
+            raise ValueError('--task_name needs a name')
+        argv = [argv[i + 1], *argv[:i], *argv[i + 2:]]
+    return argv
+
+
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """The training config the command line ``argv`` describes (without running a preset)."""
+    argv = _task_name(argv)
     method = _pick_method(argv)
     return dataclass_from_args(method.TrainConfig, _parser(method).parse_args(argv))
 
@@ -130,6 +142,7 @@ def resumed_config(method: Method, explicit: dict) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     try:
+        argv = _task_name(argv)
         method = _pick_method(argv)
         args = _parser(method).parse_args(argv)
         if args.preset:

@@ -40,7 +40,8 @@ class MagNetConfig:
     n_points: float = field(default=0.75, metadata={
         'help': 'points replaced per stage: a count (> 1) or a fraction of the refined area (<= 1)'})
     smooth_kernel: int = field(default=11, metadata={'help': 'median kernel smoothing the error map (odd; even works)'})
-    sub_batch_size: int = field(default=1, metadata={'help': 'patches per backbone call (no effect on results)',
+    sub_batch_size: int = field(default=1, metadata={'help': 'patches per backbone and refinement call (speed and '
+                                                     'memory only; the authors batch all refinements at once)',
                                                      'same_results': True})
     fast_as_paper: bool = field(default=False, metadata={
         'help': 'MagNet-Fast as the paper says: refine the MOST uncertain patches and keep the error inside them '

@@ -74,7 +74,9 @@ def progressive(system: MagNetSystem, image: np.ndarray, cfg: MagNetConfig, pick
         patches = scale_patches(image, (w, h), crop, cfg.input_size)
         early = _predict(system, [patches[i] for i in order.tolist()], cfg.sub_batch_size, device)
         crops = roi_align(probs, [boxes[order].to(device)], (ih, iw))
-        refined = torch.softmax(system.refinement(stage)(early, crops), dim=1)
+        module, step = system.refinement(stage), cfg.sub_batch_size  # in sub-batches too: 16 patches of 508 x 508
+        refined = torch.cat([torch.softmax(module(early[i:i + step], crops[i:i + step]), dim=1)  # at once is 6 GB
+                             for i in range(0, len(early), step)])
         fine, mask = ensemble(refined, ratios[order].to(device), (w, h))
         certainty = calculate_certainty(fine)
         if cfg.n_patches > 0:  # the authors zero the refined interiors (Q4); the paper means the rest
