@@ -105,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         preds = {'refined': result.probs.argmax(1)[0].cpu().numpy(),
                  'coarse': result.extra['coarse'].argmax(1)[0].cpu().numpy()}
         if args.save_pred:
-            for kind, suffix in (('refined', 'pred'), ('coarse', 'coarse')):
-                write_image(save_dir / f'{item.image.stem}_{suffix}.png', preds[kind].astype(np.uint8))
+            outputs = {kind: save_dir / f'{item.image.stem}_{suffix}.png'
+                       for kind, suffix in (('refined', 'pred'), ('coarse', 'coarse'))}
+            refuse_overwriting_inputs(outputs, {'image': item.image, 'label': item.label})
+            for kind, path in outputs.items():
+                write_image(path, preds[kind].astype(np.uint8))
         if label is not None:
             for kind, pred in preds.items():
                 totals[kind] += confusion_matrix(label, pred, n, spec.ignore_label)

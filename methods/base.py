@@ -142,8 +142,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
-        positive = ('iterations', 'batch_size', 'log_interval', 'image_interval', 'save_interval', 'val_interval')
-        if bad := [f'--{n} {getattr(self, n)}' for n in positive if getattr(self, n) < 1]:
+        positive = ('iterations', 'batch_size', 'crop_size', 'log_interval', 'image_interval', 'save_interval',
+                    'val_interval')
+        if bad := [f'--{n} {getattr(self, n)}' for n in positive  # MagNet's crop_size is a W H pair
+                   if isinstance(getattr(self, n), int) and getattr(self, n) < 1]:
             raise ValueError(f'must be at least 1: {", ".join(bad)}')
         if isinstance(self.crop_size, int) and self.crop_size < 16:  # MagNet's W H pair is checked by its config
             raise ValueError(f'--crop_size must be at least 16 pixels, got {self.crop_size}')

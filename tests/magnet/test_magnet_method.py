@@ -203,3 +203,14 @@ def test_weights_by_name(tmp_path, monkeypatch):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_predictions_never_replace_an_input(tmp_path, rng, caplog):
+    argv = _files(tmp_path, rng)
+    data = tmp_path / 'data'
+    (data / '0_sat_pred.png').write_bytes((data / '0_mask.png').read_bytes())  # a label named like an output
+    before = (data / '0_sat_pred.png').read_bytes()
+    (tmp_path / 'list.txt').write_text('data/0_sat.png\tdata/0_sat_pred.png\ndata/1_sat.png\tdata/1_mask.png\n')
+    assert eval_cli.main(argv + ['--save_pred', '--save_dir', str(data)]) == 1
+    assert (data / '0_sat_pred.png').read_bytes() == before and 'refusing to write over an input' in caplog.text
+    assert (data / '1_sat_pred.png').is_file()
