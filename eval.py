@@ -8,6 +8,8 @@ DIR holds NAME_im.jpg|png, NAME_seg.png and optionally NAME_gt.png; OUT receives
 and NAME_mask.png (floor(probability * 255)). The method's inference settings are flags (-h lists
 them for --model). Then score OUT with eval_post.py.
 
+    torchrun --nproc_per_node=N eval.py --dir DIR --output OUT ...       # N processes (GPUs), a share each
+
     python eval.py --ade --dir SPLIT --output MASKS [--global_only]      # scene parsing, step 3
 
     python eval.py --method magnet --dataset deepglobe --datalist LIST ...   # MagNet (see inference/semantic.py)
@@ -24,9 +26,12 @@ import sys
 from inference.cli import add_model_flags, parse_with_model
 from inference.folders import SettingsMismatch, refine_folder
 from inference import semantic
+from methods import method_of_model
 from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
+from util import distributed
 from util.atomic import OverwritesInput, refuse_overwriting_inputs
+from util.runner import RunReport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,20 +52,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--ade', action='store_true', help='scene parsing: DIR is a split folder (split_scene.py)')
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     log = logging.getLogger('eval')
+    rank, local_rank, world = distributed.init()  # under torchrun, each rank refines a share of the folder
     try:
         args, model, cfg = parse_with_model(parser, argv)
+        if args.method and args.method != method_of_model(model).name:
+            raise ValueError(f'--method {args.method}: the model {args.model} is a {method_of_model(model).name} model')
+        if world > 1 and args.ade:
+            raise ValueError('--ade runs in a single process (not under torchrun)')
+        if world > 1 and str(args.device).startswith('cuda'):
+            model.to(f'cuda:{local_rank}')
         refuse_overwriting_inputs({'--output': args.output, '--visualize': args.visualize}, {'--dir': args.dir})
         if args.ade:
             ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
         else:
             report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite, clear_cache=args.clear,
-                                   visualize_dir=args.visualize)
-    except (CheckpointError, OverwritesInput, SettingsMismatch, OSError) as e:
+                                   visualize_dir=args.visualize, shard=(rank, world), progress=rank == 0)
+    except (CheckpointError, OverwritesInput, SettingsMismatch, OSError, ValueError) as e:
         log.error('%s', e)
+        distributed.cleanup()
         return 2
     if args.ade:
         log.info('%s', ade.summary())
         return 1 if ade.failures else 0
+    if world > 1:  # rank 0 reports for every rank
+        reports = distributed.gather_objects(report)
+        distributed.cleanup()
+        if rank:
+            return 1 if report.failures else 0
+        report = RunReport(done=sum(r.done for r in reports), skipped=sum(r.skipped for r in reports),
+                           failures=[f for r in reports for f in r.failures],
+                           seconds=max(r.seconds for r in reports),
+                           stats={k: sum(r.stats.get(k, 0) for r in reports) for r in reports for k in r.stats})
+        log.info('%d ranks', world)
     log.info('%s', report.summary())
     if report.failures:
         log.error('%d input(s) failed; each is reported above by file name', len(report.failures))

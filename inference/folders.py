@@ -82,15 +82,19 @@ def check_settings(output: Path, model: nn.Module, cfg: Any, overwrite: bool) ->
 
 def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Path, cfg: Any = None,
                   overwrite: bool = False, clear_cache: bool = False, progress: bool = True,
-                  visualize_dir: str | Path | None = None) -> RunReport:
+                  visualize_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1)) -> RunReport:
     """Refine every sample of ``input_dir`` into ``output_dir`` with ``model``'s method and ``cfg`` (its
     inference config); a bad sample is reported and skipped. ``visualize_dir``: also write
-    ``NAME_panel.png`` there (see :mod:`inference.visualize`)."""
+    ``NAME_panel.png`` there (see :mod:`inference.visualize`). ``shard`` = (index, count): refine only every
+    count-th sample from the index-th (one rank of a torchrun evaluation), so each image is written once."""
     output = ensure_folder(output_dir)
     if visualize_dir:
         ensure_folder(visualize_dir)
     check_settings(output, model, cfg, overwrite)
     samples, problems = find_samples(input_dir)
+    index, count = shard
+    # Shard the sorted list before looking at the outputs: other ranks are writing them meanwhile.
+    samples, problems = samples[index::count], problems if index == 0 else []
     report = RunReport(failures=list(problems))
     for p in problems:
         log.error(p)

@@ -37,6 +37,10 @@ class Refiner:
         """
         if checkpoint is not None and model is not None:
             raise ValueError('give a checkpoint or a model, not both')
+        if isinstance(checkpoint, str) and checkpoint.split(':')[0] in ('cpu', 'cuda', 'mps') \
+                and not os.path.exists(checkpoint):  # the authors' package takes the device first
+            raise ValueError(f'{checkpoint!r} is a device, not a model: Refiner(device={checkpoint!r}) (the first '
+                             'argument names the model: lite, cascadepsp, crm, or a file)')
         if checkpoint is None and model is None:
             log.info('Refiner: no model named, using the bundled %r', DEFAULT)
         self.device = torch.device(device)

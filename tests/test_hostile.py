@@ -150,6 +150,8 @@ def test_masks_users_have(tmp_path):
     Image.fromarray(red).save(tmp_path / 'red.png')
     assert np.array_equal(read_mask(tmp_path / 'red.png'), mask)
     refiner = Refiner()
+    with pytest.raises(ValueError, match=r"Refiner\(device='cuda'\)"):  # the authors' package takes the device first
+        Refiner('cuda')
     from_01 = refiner.refine(image, (mask > 0).astype(np.uint8), L=64)  # {0, 1} labels through the API
     assert np.array_equal(from_01, refiner.refine(image, mask, L=64)) and from_01.max() > 127
     deep = np.linspace(0, 4095, 40 * 56).reshape(40, 56).astype(np.uint16)  # 12 bits stored in a 16-bit PNG

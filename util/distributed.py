@@ -32,6 +32,15 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def gather_objects(obj: object) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` in a single process."""
+    if not is_distributed():
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -68,27 +68,26 @@ def test_refinement_forward(ref):
         assert (logits.softmax(1) - T(z, f'refine_{tag}_logits').softmax(1)).abs().max() < 1e-6
 
 
-def test_fpn_forward(ref):
+#: (backbone, classes, logit bound (absolute, or relative to the largest logit), probability bound): MAGNET.md §11.
+BACKBONE_CASES = [('fpn', lambda: ResnetFPN(7), 2e-4, 0.0, 5e-5), ('hrnet', lambda: HRNetOCR(19), 5e-2, 5e-4, 2e-4)]
+
+
+@pytest.mark.parametrize('tag, build, atol, rtol, prob_tol', BACKBONE_CASES)
+def test_backbone_forward(ref, tag, build, atol, rtol, prob_tol):
     z, _ = ref
-    model = seed_model(ResnetFPN(7), 0).eval()
+    model = seed_model(build(), 0).eval()
     for case in (0, 1):
         with torch.no_grad():
-            logits = model(_image(z[f'fpn_case{case}_image']))
-        expected = T(z, f'fpn_case{case}_logits')
-        assert (logits - expected).abs().max() < 2e-4
-        assert (logits.softmax(1) - expected.softmax(1)).abs().max() < 5e-5
+            logits = model(_image(z[f'{tag}_case{case}_image']))
+        expected = T(z, f'{tag}_case{case}_logits')
+        assert (logits - expected).abs().max() < max(atol, rtol * expected.abs().max())
+        assert (logits.softmax(1) - expected.softmax(1)).abs().max() < prob_tol
+        assert torch.equal(logits.argmax(1), expected.argmax(1))
 
 
-def test_hrnet_ocr_forward(ref):
+def test_hrnet_auxiliary_output(ref):
     z, _ = ref
     model = seed_model(HRNetOCR(19), 0).eval()
-    for case in (0, 1):
-        with torch.no_grad():
-            logits = model(_image(z[f'hrnet_case{case}_image']))
-        expected = T(z, f'hrnet_case{case}_logits')
-        assert (logits - expected).abs().max() < max(5e-2, 5e-4 * expected.abs().max())
-        assert (logits.softmax(1) - expected.softmax(1)).abs().max() < 2e-4
-        assert torch.equal(logits.argmax(1), expected.argmax(1))
     with torch.no_grad():
         _, aux = model(_image(z['hrnet_case0_image']), return_auxiliary=True)
     assert (aux - T(z, 'hrnet_case0_aux')).abs().max() < 5e-2
