@@ -104,7 +104,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     optimizer: str = 'adam'        #: 'adam' (CascadePSP, CRM) or 'sgd' (MagNet; with --momentum)
     momentum: float = 0.9          #: SGD momentum
-    epoch_schedule: bool = False   #: --iterations, --steps and --warmup count epochs of the training set
+    epoch_schedule: bool = False   #: --iterations, --until, --steps, --warmup, --save_interval and --val_interval
+                                   #: count epochs of the training set (MagNet's milestones)
     load: str | None = None        #: initial weights: a name (cascadepsp, lite) or a file; optimizer not restored
     # Additions.
     arch: str = 'cascadepsp'       #: architecture (models.registry); the method follows from it

@@ -133,4 +133,3 @@ def load_named_system(name: str) -> MagNetSystem:
         raise CheckpointError(f'{name}: not a MagNet system; known: {", ".join(MAGNET_SYSTEMS)}')
     model, classes, backbone, refinements = MAGNET_SYSTEMS[name]
     return load_system(model, classes, backbone, list(refinements))
-

@@ -1,8 +1,9 @@
 """Frozen config dataclasses as command-line flags: every field ``name`` becomes ``--name``.
 
 Field metadata may give ``help``, ``aliases`` (extra long flags, e.g. ``fast`` for ``global_only``),
-``short`` (e.g. ``-i``), ``type`` (the flag's parser, for a field given as one string), ``nargs`` (a fixed count for a list field) and ``same_results`` (a speed or memory
-setting that does not change results: a resumed folder may change it). Types come from the annotations:
+``short`` (e.g. ``-i``), ``type`` (the flag's parser, for a field given as one string), ``nargs`` (a fixed
+count for a list field) and ``same_results`` (a speed or memory setting that does not change results: a
+resumed folder may change it). Types come from the annotations:
 ``bool`` is ``--x/--no-x``, ``list[T]`` takes several values, ``dict`` takes JSON, ``T | None`` takes T.
 """
 from __future__ import annotations

@@ -122,7 +122,7 @@ def test_eval_refuses_a_wrong_checkpoint(tmp_path, rng, caplog):
 
 
 def test_train_method_magnet_and_resume(tmp_path, rng, caplog):
-    argv = _files(tmp_path, rng)
+    _files(tmp_path, rng)  # the weights and images; a datalist of the two good pairs below
     (tmp_path / 'list.txt').write_text('data/0_sat.png\tdata/0_mask.png\ndata/1_sat.png\tdata/1_mask.png\n')
     train_argv = ['--method', 'magnet', '--task_name', 'run', '--dataset', 'deepglobe', '--root', str(tmp_path), '--datalist',
                   str(tmp_path / 'list.txt'), '--scales', SMALL['scales'], '--crop_size', '12', '8', '--input_size',
