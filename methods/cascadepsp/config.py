@@ -22,6 +22,10 @@ class CascadeConfig:
     min_size: int | None = field(default=None, metadata={
         'help': 'with --global_only: upscale images whose long side is under this (default L; 224 for '
                 'ADE20K-style objects)'})
+    compat: str = field(default='research', metadata={
+        'help': "research: the authors' eval_helper.py (the papers' numbers); pip: their pip package "
+                "segmentation-refinement 0.6, bit for bit (images under L upscaled to L for the Global step, "
+                "Local stride L // 2, the fast mode's upscale with align_corners=True, no empty-mask shortcut)"})
 
     def __post_init__(self) -> None:
         if self.L < 8:
@@ -32,6 +36,12 @@ class CascadeConfig:
             raise ValueError(f'batch must be at least 1, got {self.batch}')
         if self.min_size is not None and self.min_size < 8:
             raise ValueError(f'min_size must be at least 8 pixels, got {self.min_size}')
+        if self.compat not in ('research', 'pip'):
+            raise ValueError(f"compat must be 'research' or 'pip', got {self.compat!r}")
+        if self.compat == 'pip':  # the package has no stride: it steps L // 2
+            object.__setattr__(self, 'stride', self.L // 2)
+            if self.stride <= 2 * self.margin and not self.global_only:  # a zero step crashes the package
+                raise ValueError(f'compat=pip: L // 2 ({self.stride}) must exceed twice the margin ({self.margin})')
 
     @property
     def fast(self) -> bool:

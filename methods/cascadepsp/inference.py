@@ -93,16 +93,19 @@ def _model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int
+def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int, upscale: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """3-level cascade on the whole image, area-downscaled so its long side is at most L.
+    """3-level cascade on the whole image, area-downscaled so its long side is at most L (``upscale``: an
+    image under L is also upscaled to L, bicubic image and bilinear mask, as the authors' pip package does).
 
-    Returns the level-3 stride-1 and stride-4 probabilities at that (possibly reduced) resolution, on
+    Returns the level-3 stride-1 and stride-4 probabilities at that (possibly resized) resolution, on
     the input's device.
     """
     image = as_normalized(image)
     if max(image.shape[-2:]) > L:
         image, mask = resize_max_side(image, L, 'area'), resize_max_side(mask, L, 'area')
+    elif upscale and max(image.shape[-2:]) < L:
+        image, mask = resize_max_side(image, L, 'bicubic'), resize_max_side(mask, L, 'bilinear')
     dev = _model_device(model)
     out = safe_forward(model, image.to(dev), mask.to(dev), keys=('pred_224', 'pred_56_2'))
     return out['pred_224'].to(image.device), out['pred_56_2'].to(image.device)
@@ -160,12 +163,12 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
 
 
 def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int = 900,
-                       min_size: int | None = None) -> torch.Tensor:
+                       min_size: int | None = None, align_corners: bool = False) -> torch.Tensor:
     """Global step only (the fast mode). Returns B x 1 x H x W probabilities.
 
     Images whose long side is under ``min_size`` (default L) are upscaled to it first (bicubic image,
     bilinear mask) and the output is area-downscaled back; others go through :func:`global_step` and
-    the output is resized bilinearly to the input size.
+    the output is resized bilinearly to the input size (``align_corners=True`` in the authors' pip package).
     """
     h, w = image.shape[-2:]
     min_size = L if min_size is None else min_size
@@ -176,7 +179,9 @@ def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor
         pred = safe_forward(model, up_image.to(dev), up_mask.to(dev), keys=('pred_224',))['pred_224']
         return F.interpolate(pred.to(image.device), size=(h, w), mode='area')
     pred_224, _ = global_step(model, image, mask, L)
-    return _bilinear(pred_224, (h, w))
+    if pred_224.shape[-2:] == (h, w):
+        return pred_224
+    return F.interpolate(pred_224, size=(h, w), mode='bilinear', align_corners=align_corners)
 
 
 @torch.inference_mode()
@@ -191,7 +196,7 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
             be alone.
         coarse: B x 1 x H x W coarse masks in [0, 1] (soft masks stay soft, as in the authors' research
             pipeline), same device.
-        cfg: L, stride, crop batch, global_only, min_size.
+        cfg: L, stride, crop batch, global_only, min_size, compat ('pip': the authors' pip package).
 
     Returns:
         :class:`Refined` with B x 1 x H x W probabilities and ``stats['crops']``, the local crops run. An
@@ -208,7 +213,8 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
                      F.interpolate(coarse, scale_factor=factor, mode='bilinear', align_corners=False), cfg)
         return Refined(F.avg_pool2d(big.probs, factor), stats=big.stats)
     mask = (coarse * 2).sub_(1)  # the network's [-1, 1] convention
-    empty = coarse.flatten(1).sum(1) < 1
+    pip = cfg.compat == 'pip'  # the authors' pip package: refines an empty mask too
+    empty = coarse.flatten(1).sum(1) < (0 if pip else 1)
     if bool(empty.all()):
         return Refined(torch.zeros_like(mask), stats={'crops': 0})
     keep = (~empty).nonzero()[:, 0]
@@ -217,9 +223,9 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
     else:
         image_k, mask_k = image[keep], mask[keep]
     if cfg.global_only:
-        prob, crops = refine_global_only(model, image_k, mask_k, cfg.L, cfg.min_size), 0
+        prob, crops = refine_global_only(model, image_k, mask_k, cfg.L, cfg.min_size, align_corners=pip), 0
     else:
-        pred_224, pred_56 = global_step(model, image_k, mask_k, cfg.L)
+        pred_224, pred_56 = global_step(model, image_k, mask_k, cfg.L, upscale=pip)
         del mask, mask_k  # full resolution, and the Local step needs only the global result
         prob, crops = local_step(model, image_k, pred_224, pred_56, cfg)
     if image_k is image:

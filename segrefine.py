@@ -1,0 +1,106 @@
+"""A drop-in for the authors' pip package (``segmentation-refinement`` 0.6, which carvekit and clipx build on):
+change one import and nothing else.
+
+    import segrefine as refine                 # was: import segmentation_refinement as refine
+    refiner = refine.Refiner(device='cuda:0')  # the released CascadePSP weights, found in or downloaded to
+                                               # model_folder (default ~/.segmentation-refinement, the package's)
+    output = refiner.refine(image, mask, fast=False, L=900)   # H x W uint8, floor(p * 255)
+
+By default the outputs are the package's bit for bit (``compat='pip'``: images under L upscaled to L before the
+Global step, the Local stride L // 2, the fast mode's upscale with ``align_corners=True``); ``compat='research'``
+runs the authors' research procedure (``eval.py``, the papers' numbers). The input mask is thresholded at 127 as
+the package does; PIL images, bool masks (True is foreground; the package reads a bool mask as empty) and 0/255
+masks of any integer or float dtype are accepted. Beyond the package, as carvekit's wrapper: ``refine_batch``
+for several images, and ``max_size``, above which an image is refined downscaled and the result upscaled.
+The project's own API is :class:`inference.Refiner` (bundled weights by default).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.predict import image_tensors, refine_image
+from methods.cascadepsp.config import CascadeConfig
+from models.checkpoint import CheckpointError, load_model
+from models.hub import MODEL_MD5, WEIGHT_SOURCES
+from util.fetch import download_source, file_digest
+from util.transforms import probability_to_uint8
+
+log = logging.getLogger('segrefine')
+DEFAULT_FOLDER = '~/.segmentation-refinement'  # the package's, so a model it downloaded is reused
+
+
+def _rgb(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):  # a PIL image (the package's ToTensor takes one too)
+        image = np.asarray(image.convert('RGB') if hasattr(image, 'convert') else image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'image must be H x W x 3 RGB, got shape {image.shape}')
+    if image.dtype != np.uint8:
+        raise ValueError(f'image must be uint8 0..255, got {image.dtype}')
+    return image
+
+
+def _binary(mask: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The package's ``mask > 127`` as a 0/255 uint8 mask; a bool mask is taken as it is."""
+    mask = np.asarray(mask.convert('L') if hasattr(mask, 'convert') else mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.shape != shape:
+        raise ValueError(f'mask {mask.shape} and image {shape} differ in size')
+    fg = mask if mask.dtype == bool else mask > 127
+    return fg.astype(np.uint8) * np.uint8(255)
+
+
+class Refiner:
+    """The package's ``Refiner(device='cpu', model_folder=None, download_and_check_model=True)``."""
+
+    def __init__(self, device: str = 'cpu', model_folder: str | os.PathLike | None = None,
+                 download_and_check_model: bool = True, compat: str = 'pip', max_size: int | None = None) -> None:
+        folder = Path(os.path.expanduser(str(model_folder if model_folder is not None else DEFAULT_FOLDER)))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / 'model'
+        if download_and_check_model:
+            if not path.exists():
+                log.info('Downloading the released CascadePSP weights into %s', path)
+                download_source(WEIGHT_SOURCES['model'], folder)  # MD5-verified before it appears
+            elif file_digest(path, 'md5') != MODEL_MD5:
+                log.warning('%s: MD5 of the model file does not match the release (%s); loading it anyway, '
+                            'as the package does', path, MODEL_MD5)
+        if not path.is_file():
+            raise CheckpointError(f'{path}: no model file (download_and_check_model=True fetches the release)')
+        self.device = torch.device(device)
+        self.model = load_model(path).to(self.device).eval()
+        if compat not in ('pip', 'research'):
+            raise ValueError(f"compat must be 'pip' or 'research', got {compat!r}")
+        self.compat, self.max_size = compat, max_size
+
+    def refine(self, image: Any, mask: Any, fast: bool = False, L: int = 900) -> np.ndarray:
+        """Refine ``mask`` (H x W or H x W x 1; > 127 is foreground) on ``image`` (H x W x 3 RGB, 0..255).
+        ``fast``: the Global step only. ``L``: the global resolution and local crop side. Returns H x W uint8."""
+        image = _rgb(image)
+        h, w = image.shape[:2]
+        mask = _binary(mask, (h, w))
+        cfg = CascadeConfig(L=L, global_only=fast, compat=self.compat)
+        tensors = image_tensors(image, mask)
+        if self.max_size and max(h, w) > self.max_size:  # refined smaller, then upscaled (carvekit's option)
+            scale = self.max_size / max(h, w)
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            small = (F.interpolate(tensors[0].float(), size=size, mode='area').round().to(torch.uint8),
+                     (F.interpolate(tensors[1], size=size, mode='area') > 0.5).float())
+            probs = F.interpolate(refine_image(self.model, *small, cfg).probs, size=(h, w), mode='bilinear',
+                                  align_corners=False)
+        else:
+            probs = refine_image(self.model, *tensors, cfg).probs
+        return probability_to_uint8(probs[0, 0])
+
+    def refine_batch(self, images: list, masks: list, fast: bool = False, L: int = 900) -> list[np.ndarray]:
+        """:meth:`refine` over several images (any sizes)."""
+        if len(images) != len(masks):
+            raise ValueError(f'{len(images)} images but {len(masks)} masks')
+        return [self.refine(image, mask, fast, L) for image, mask in zip(images, masks)]
