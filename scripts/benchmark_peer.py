@@ -1,0 +1,166 @@
+"""This project against the authors' pip package (``segmentation-refinement`` 0.6), side by side on the CPU.
+
+    pip install --no-deps segmentation-refinement==0.6        # the peer (torchvision is stood in for here)
+    python scripts/benchmark_peer.py [--pairs 3] [--threads 2] [--case h36m_fast ...] [--samples ../shared/samples]
+
+Both sides get the same seeded released-architecture weights (``../shared/reference/README.md``), the same image
+and mask and the same thread count. Every run is a fresh process that loads the model, then times one
+``refine`` call; runs alternate package, project, package, project, ... (``--pairs`` pairs per case). Prints,
+per case, the median seconds of each side, the median of the per-pair ratios (project / package), peak RSS,
+and whether the outputs are identical. The project runs ``compat='pip'`` (the package's procedure, so both do
+the same work) and ``compat='research'``, the default; ``lite`` runs the same case with the bundled weights.
+The allocator settings are each process's defaults (no ``MALLOC_*`` or ``LD_PRELOAD`` changes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: name -> (image, mask, scale of the image, fast, L): the cases of issue 18's table.
+CASES = {
+    'h36m_fast': ('H36M_test_im1.jpg', 'H36M_test_mask1.jpg', 1.0, True, 900),
+    'fig1_fast': ('aeroplane.jpg', 'aeroplane.png', 1.0, True, 900),
+    'fig1_half_global_local': ('aeroplane.jpg', 'aeroplane.png', 0.5, False, 900),
+    'motorbike_global_local': ('motorbike.jpg', 'motorbike.png', 1.0, False, 900),
+}
+
+
+def _stub_torchvision() -> None:
+    """The package imports torchvision for ToTensor and Normalize only; torchvision cannot be imported on
+    CPU-only machines here, so these stand in (torchvision's arithmetic)."""
+    import types
+
+    import torch
+    transforms = types.ModuleType('torchvision.transforms')
+
+    class ToTensor:
+        def __call__(self, pic):
+            pic = pic[:, :, None] if pic.ndim == 2 else pic
+            return torch.from_numpy(pic.transpose((2, 0, 1))).contiguous().to(torch.get_default_dtype()).div(255)
+
+    class Normalize:
+        def __init__(self, mean, std):
+            self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+
+        def __call__(self, x):
+            return x.sub_(self.mean).div_(self.std)
+
+    class Compose:
+        def __init__(self, steps):
+            self.steps = steps
+
+        def __call__(self, x):
+            for step in self.steps:
+                x = step(x)
+            return x
+
+    transforms.ToTensor, transforms.Normalize, transforms.Compose = ToTensor, Normalize, Compose
+    sys.modules['torchvision'] = types.ModuleType('torchvision')
+    sys.modules['torchvision'].transforms = transforms
+    sys.modules['torchvision.transforms'] = transforms
+
+
+def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads: int) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+    torch.set_num_threads(threads)
+    name, mask_name, scale, fast, L = CASES[case]
+    image, mask = Image.open(samples / name).convert('RGB'), Image.open(samples / mask_name).convert('L')
+    if scale != 1.0:
+        size = (round(image.width * scale), round(image.height * scale))
+        image, mask = image.resize(size, Image.BILINEAR), mask.resize(size, Image.BILINEAR)
+    image, mask = np.asarray(image), np.asarray(mask)
+    if side == 'package':
+        _stub_torchvision()
+        import segmentation_refinement
+        refiner = segmentation_refinement.Refiner(device='cpu', model_folder=str(folder),
+                                                  download_and_check_model=False)
+    elif side == 'lite':
+        sys.path.insert(0, str(ROOT))
+        from inference import Refiner
+        lite = Refiner('lite')
+        refiner = type('Lite', (), {'refine': lambda self, i, m, fast, L: lite.refine(i, m, fast=fast, L=L)})()
+    else:
+        sys.path.insert(0, str(ROOT))
+        import segrefine
+        refiner = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=False,
+                                    compat='pip' if side == 'project_pip' else 'research')
+    start = time.perf_counter()
+    with torch.no_grad():
+        result = refiner.refine(image, mask, fast=fast, L=L)
+    seconds = time.perf_counter() - start
+    np.save(out, result)
+    return {'seconds': seconds, 'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--pairs', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--case', nargs='+', choices=sorted(CASES), default=list(CASES))
+    parser.add_argument('--samples', default=str(ROOT.parent / 'shared' / 'samples'))
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        print(json.dumps(_child(spec['side'], spec['case'], Path(args.samples), Path(spec['folder']),
+                                Path(spec['out']), args.threads)))
+        return 0
+    import importlib.util
+    if importlib.util.find_spec('segmentation_refinement') is None:
+        print('the peer is not installed: pip install --no-deps segmentation-refinement==0.6', file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+    from models.registry import build_model
+    from models.seeded import seeded_state_dict
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        torch.save({'module.' + k: v for k, v in seeded_state_dict(build_model('cascadepsp'), 0).items()},
+                   folder / 'model')
+
+        def run(side: str, case: str, i: int) -> tuple[dict, np.ndarray]:
+            out = folder / f'{side}_{case}_{i}.npy'
+            spec = json.dumps({'side': side, 'case': case, 'folder': str(folder), 'out': str(out)})
+            proc = subprocess.run([sys.executable, __file__, '--child', spec, '--threads', str(args.threads),
+                                   '--samples', args.samples], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f'{side} {case}: {proc.stderr[-2000:]}')
+            return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out)
+
+        print('| case | package (s) | project, compat=pip (s) | ratio | identical | project, research (s) | '
+              'lite (s) | peak RSS package / project (GiB) |')
+        print('|---|---|---|---|---|---|---|---|')
+        for case in args.case:
+            times: dict[str, list[float]] = {}
+            peaks: dict[str, float] = {}
+            outputs = {}
+            for i in range(args.pairs):
+                for side in ('package', 'project_pip', 'project_research', 'lite'):
+                    if side in ('project_research', 'lite') and i:  # one run each: context, not the ratio
+                        continue
+                    result, output = run(side, case, i)
+                    times.setdefault(side, []).append(result['seconds'])
+                    peaks[side] = max(peaks.get(side, 0.0), result['peak_gib'])
+                    outputs.setdefault(side, output)
+            ratios = [b / a for a, b in zip(times['package'], times['project_pip'])]
+            same = np.array_equal(outputs['package'], outputs['project_pip'])
+            print(f"| {case} | {statistics.median(times['package']):.2f} | {statistics.median(times['project_pip']):.2f}"
+                  f" | {statistics.median(ratios):.2f} | {'yes' if same else 'NO'} | "
+                  f"{times['project_research'][0]:.2f} | {times['lite'][0]:.2f} | "
+                  f"{peaks['package']:.2f} / {peaks['project_pip']:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
