@@ -2,6 +2,7 @@
 
     python scripts/benchmark_learning.py [--data_root ../shared/data] [--model lite previous=FILE ...]
         [--every 1] [--family ...] [--samples ../shared/samples] [--output output/benchmark_learning]
+        [--settings LABEL='{"scales": [0.5, 1.0]}' ...]
 
 Builds (once, under --work) the families of coarse masks of dataset/coarse_sets.py from the split's
 ground truths: lowres4 / lowres / lowres16 (x4 / x8 / x16 area-down, bilinear up, threshold 127), perturbed
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--family', nargs='+', choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument('--model', nargs='+', default=['lite'], help='names or checkpoint files (LABEL=PATH allowed)')
     parser.add_argument('--L', type=int, default=900)
+    parser.add_argument('--settings', action='append', default=[], metavar='LABEL=JSON',
+                        help='inference settings of the model labelled LABEL, e.g. crm2=\'{"scales": [0.5, 1.0]}\' '
+                             '(the same file may appear under several labels with different settings)')
     parser.add_argument('--samples', default='../shared/samples', help="folder with the H36M frames ('' to skip)")
     parser.add_argument('--work', default='data/benchmark_learning', help='where the coarse folders are built')
     parser.add_argument('--output', default='output/benchmark_learning')
@@ -53,15 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    settings = {}
+    for item in args.settings:
+        label, _, text = item.partition('=')
+        try:
+            settings[label] = json.loads(text)
+        except json.JSONDecodeError as e:
+            parser.error(f'--settings {item}: not JSON ({e})')
     methods = guided_filter_methods() if args.filters else {}
     labels, keys = [], {}
     for spec in args.model:
         label, _, path = spec.rpartition('=')
         model = load_pretrained(path)
         labels.append(label or spec)
-        methods[label or spec] = model_method(model, default_config(model, L=args.L))
+        extra = settings.get(label or spec, {})
+        methods[label or spec] = model_method(model, default_config(model, **{'L': args.L, **extra}))
         digest = hashlib.sha1(resolve_weights(path).read_bytes()).hexdigest()[:12]
-        keys[label or spec] = f'{label or spec}@{digest}_L{args.L}'  # cached scores follow the weights
+        tag = ''.join(f'_{k}={v}' for k, v in sorted(extra.items()))
+        keys[label or spec] = f'{label or spec}@{digest}_L{args.L}{tag}'  # cached scores follow weights and settings
 
     pairs = split_pairs(args.data_root, args.split)[::max(1, args.every)]
     results = {}

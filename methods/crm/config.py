@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from methods.base import TrainConfig
+from methods.base import Stage, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,16 @@ class CRMTrainConfig(TrainConfig):
     l2_weight: float = 0.5
     grad_weight: float = 2.0
     backbone: str | None = None    #: torchvision ImageNet ResNet-50 file to initialise the encoder
+
+
+#: The compact CRM trained on this project's CPU (see docs/crm.md): the authors' decoder on a small encoder,
+#: lite's data (ECSSD + DUTS-TE without the held-out split) and a budget like lite's first stage.
+PRESETS: dict[str, tuple[Stage, ...]] = {
+    'crm_compact': (
+        Stage('stage1', dict(arch='crm', arch_args={'encoder': 'compact', 'fusion_widths': [32, 32, 64],
+                                                    'feat_channels': 64, 'mlp_hidden': [32, 32, 32]},
+                             data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], device='cpu', threads=1,
+                             workers=1, batch_size=8, crop_size=160, iterations=2200, schedule='cosine', warmup=100,
+                             lr=1e-3, degradation='mix', save_interval=100, log_interval=50)),
+    ),
+}
