@@ -33,9 +33,13 @@ CASES = {
 }
 
 
-def _stub_torchvision() -> None:
+def stub_torchvision() -> bool:
     """The package imports torchvision for ToTensor and Normalize only; torchvision cannot be imported on
-    CPU-only machines here, so these stand in (torchvision's arithmetic)."""
+    CPU-only machines here, so these stand in (torchvision's arithmetic). Returns whether it stood in (False:
+    torchvision is importable and is used)."""
+    import importlib.util
+    if importlib.util.find_spec('torchvision') is not None:
+        return False
     import types
 
     import torch
@@ -66,6 +70,7 @@ def _stub_torchvision() -> None:
     sys.modules['torchvision'] = types.ModuleType('torchvision')
     sys.modules['torchvision'].transforms = transforms
     sys.modules['torchvision.transforms'] = transforms
+    return True
 
 
 def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads: int) -> dict:
@@ -80,7 +85,7 @@ def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads
         image, mask = image.resize(size, Image.BILINEAR), mask.resize(size, Image.BILINEAR)
     image, mask = np.asarray(image), np.asarray(mask)
     if side == 'package':
-        _stub_torchvision()
+        stub_torchvision()
         import segmentation_refinement
         refiner = segmentation_refinement.Refiner(device='cpu', model_folder=str(folder),
                                                   download_and_check_model=False)

@@ -5,7 +5,7 @@ which it imports for ToTensor and Normalize only, is stood in for here)."""
 from __future__ import annotations
 
 import sys
-import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +13,9 @@ import torch
 from PIL import Image
 
 import segrefine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
+from benchmark_peer import stub_torchvision  # noqa: E402
 from inference.predict import image_tensors, refine_image
 from methods.cascadepsp.config import CascadeConfig
 from models.registry import build_model
@@ -75,35 +78,7 @@ def package():
     if importlib.util.find_spec('segmentation_refinement') is None:
         pytest.skip('the authors\' pip package is not installed (pip install --no-deps '
                     'segmentation-refinement==0.6); the bit-for-bit check is skipped')
-    stubbed = importlib.util.find_spec('torchvision') is None
-    if stubbed:  # the package needs transforms.ToTensor and Normalize only
-        transforms = types.ModuleType('torchvision.transforms')
-
-        class ToTensor:
-            def __call__(self, pic):
-                pic = pic[:, :, None] if pic.ndim == 2 else pic
-                return torch.from_numpy(pic.transpose((2, 0, 1))).contiguous().to(torch.get_default_dtype()).div(255)
-
-        class Normalize:
-            def __init__(self, mean, std):
-                self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
-
-            def __call__(self, x):
-                return x.sub_(self.mean).div_(self.std)
-
-        class Compose:
-            def __init__(self, steps):
-                self.steps = steps
-
-            def __call__(self, x):
-                for step in self.steps:
-                    x = step(x)
-                return x
-
-        transforms.ToTensor, transforms.Normalize, transforms.Compose = ToTensor, Normalize, Compose
-        sys.modules['torchvision'] = types.ModuleType('torchvision')
-        sys.modules['torchvision'].transforms = transforms
-        sys.modules['torchvision.transforms'] = transforms
+    stubbed = stub_torchvision()  # the package imports torchvision for ToTensor and Normalize only
     import segmentation_refinement
     yield segmentation_refinement
     if stubbed:  # leave no stand-in behind for other tests
