@@ -23,6 +23,7 @@ import torch
 
 from dataset.magnet import DATASETS, Item, read_class_map, read_datalist
 from evaluation.confusion import confusion_matrix, iou_scores
+from inference.predict import refine_image
 from methods import METHODS
 from models.hub import MAGNET_SYSTEMS, load_named_system, load_system
 from models.checkpoint import CheckpointError
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning('%s: %d pixel(s) of no %s %s, counted as class 0 as the authors do', item.label, bad,
                             spec.name, 'colour' if spec.colour else 'label id')
         tensor = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].to(args.device)  # PIL arrays are read-only
-        result = method.refine(system, tensor, None, cfg)
+        result = refine_image(system, tensor, None, cfg)  # the method by the registry; non-finite refused
         preds = {'refined': result.probs.argmax(1)[0].cpu().numpy(),
                  'coarse': result.extra['coarse'].argmax(1)[0].cpu().numpy()}
         if args.save_pred:
@@ -121,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'Coarse IoU: {scores["coarse"]["mIoU"] * 100:.2f}')
     print(f'Refinement IoU: {scores["refined"]["mIoU"] * 100:.2f}')
     results = {'dataset': spec.name, 'images': report.done, 'failures': report.failures,
-               'settings': {k: v for k, v in vars(args).items() if k != 'pretrained_refinement'}
-               | {'pretrained_refinement': args.pretrained_refinement},
+               'settings': vars(args),
                'label_pixels_of_unknown_id_or_colour': unknown,
                **{kind: {**score, 'confusion_matrix': totals[kind].astype(np.int64).tolist()}
                   for kind, score in scores.items()}}
