@@ -6,22 +6,18 @@ Sizes are written (w, h) where the authors do; tensors are N x C x H x W.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from dataset.magnet import pixel_boxes
 
 
 def get_patch_coords(size_wh: tuple[int, int], crop_wh: tuple[int, int]) -> list[tuple[float, float, float, float]]:
     """Ratio boxes (x0/W, y0/H, x1/W, y1/H) of the tiling of a W x H scale by W_c x H_c crops, x-major
-    (patch id = x * n_y + y). The step truncates as the authors' ``int`` does, which can leave the last
-    rows/columns uncovered (MAGNET.md Q8)."""
-    (w, h), (cw, ch) = size_wh, crop_wh
-    n_x, n_y = math.ceil(w / cw), math.ceil(h / ch)
-    step_x = int(cw - (n_x * cw - w) / max(n_x - 1, 1.0))
-    step_y = int(ch - (n_y * ch - h) / max(n_y - 1, 1.0))
-    return [(x * step_x / w, y * step_y / h, (x * step_x + cw) / w, (y * step_y + ch) / h)
-            for x in range(n_x) for y in range(n_y)]
+    (patch id = x * n_y + y): :func:`dataset.magnet.pixel_boxes` divided by the scale's size (the authors'
+    ``int`` step can leave the last rows/columns uncovered, MAGNET.md Q8)."""
+    w, h = size_wh
+    return [(x0 / w, y0 / h, x1 / w, y1 / h) for x0, y0, x1, y1 in pixel_boxes(size_wh, crop_wh)]
 
 
 def calculate_certainty(probs: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from methods.magnet.config import MagNetConfig
 from methods.magnet.geometry import (calculate_certainty, ensemble, get_patch_coords, grid_coords,
                                      get_uncertain_point_coords_on_grid, median_blur, point_sample, roi_align)
 from models.magnet.system import MagNetSystem
-from util.transforms import normalize_image
+from util.transforms import denormalize_image, normalize_image
 
 #: (stage, error map 1 x 1 x H x W, k) -> flat point indices (1 x k'): tests inject the authors' points here.
 PointPicker = Callable[[int, torch.Tensor, int], torch.Tensor]
@@ -111,9 +111,7 @@ def _as_uint8_image(image: torch.Tensor) -> np.ndarray:
     """The contract's 1 x 3 x H x W image (uint8, or float normalised) as H x W x 3 uint8 for OpenCV."""
     if image.dtype == torch.uint8:
         return image[0].permute(1, 2, 0).cpu().numpy()
-    mean = torch.tensor([0.485, 0.456, 0.406], device=image.device).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=image.device).view(3, 1, 1)
-    rgb = (image[0].float() * std + mean).clamp(0, 1) * 255
+    rgb = denormalize_image(image[:1].float())[0].clamp(0, 1) * 255
     return rgb.round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
