@@ -24,6 +24,7 @@ import logging
 import sys
 
 from inference.cli import add_model_flags, parse_with_model
+from inference.engine import precision_scope
 from inference.folders import SettingsMismatch, refine_folder
 from inference import semantic
 from methods import method_of_model
@@ -63,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             model.to(f'cuda:{local_rank}')
         refuse_overwriting_inputs({'--output': args.output, '--visualize': args.visualize}, {'--dir': args.dir})
         if args.ade:
-            ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
+            with precision_scope(args.precision, args.device):
+                ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
         else:
             report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite, clear_cache=args.clear,
-                                   visualize_dir=args.visualize, shard=(rank, world), progress=rank == 0)
+                                   visualize_dir=args.visualize, shard=(rank, world), progress=rank == 0,
+                                   precision=args.precision)
     except (CheckpointError, OverwritesInput, SettingsMismatch, OSError, ValueError) as e:
         log.error('%s', e)
         distributed.cleanup()

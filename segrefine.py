@@ -6,9 +6,11 @@ change one import and nothing else.
                                                # model_folder (default ~/.segmentation-refinement, the package's)
     output = refiner.refine(image, mask, fast=False, L=900)   # H x W uint8, floor(p * 255)
 
-By default the outputs are the package's bit for bit (``compat='pip'``: images under L upscaled to L before the
-Global step, the Local stride L // 2, the fast mode's upscale with ``align_corners=True``); ``compat='research'``
-runs the authors' research procedure (``eval.py``, the papers' numbers). The input mask is thresholded at 127 as
+By default the package's procedure runs (``compat='pip'``: images under L upscaled to L before the Global step, the
+Local stride L // 2, the fast mode's upscale with ``align_corners=True``) with cheaper arithmetic (Winograd
+convolutions on the CPU, see :mod:`inference.engine`): about twice as fast, within the reference tolerance of the
+package's outputs; ``exact=True`` gives the package's outputs bit for bit. ``compat='research'`` runs the
+authors' research procedure (``eval.py``, the papers' numbers). The input mask is thresholded at 127 as
 the package does; PIL images, bool masks (True is foreground; the package reads a bool mask as empty) and 0/255
 masks of any integer or float dtype are accepted. Beyond the package, as carvekit's wrapper: ``refine_batch``
 for several images, and ``max_size``, above which an image is refined downscaled and the result upscaled.
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inference.engine import check_precision, precision_scope, prepare
 from inference.predict import image_tensors, refine_image
 from methods.cascadepsp.config import CascadeConfig
 from models.checkpoint import CheckpointError, load_model
@@ -61,7 +64,11 @@ class Refiner:
     """The package's ``Refiner(device='cpu', model_folder=None, download_and_check_model=True)``."""
 
     def __init__(self, device: str = 'cpu', model_folder: str | os.PathLike | None = None,
-                 download_and_check_model: bool = True, compat: str = 'pip', max_size: int | None = None) -> None:
+                 download_and_check_model: bool = True, compat: str = 'pip', max_size: int | None = None,
+                 exact: bool = False, fp16: bool = False) -> None:
+        """The package's arguments, then: ``compat`` ('pip' or 'research'), ``max_size`` (px; larger images are
+        refined downscaled), ``exact`` (bit-identical arithmetic), ``fp16`` (half precision, carvekit's option:
+        for GPUs; on a CPU without native fp16 kernels it is very slow)."""
         folder = Path(os.path.expanduser(str(model_folder if model_folder is not None else DEFAULT_FOLDER)))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / 'model'
@@ -75,7 +82,9 @@ class Refiner:
         if not path.is_file():
             raise CheckpointError(f'{path}: no model file (download_and_check_model=True fetches the release)')
         self.device = torch.device(device)
-        self.model = load_model(path).to(self.device).eval()
+        self.precision = 'fp16' if fp16 else 'fp32'
+        check_precision(self.precision, self.device)
+        self.model = prepare(load_model(path), self.device, exact)
         if compat not in ('pip', 'research'):
             raise ValueError(f"compat must be 'pip' or 'research', got {compat!r}")
         self.compat, self.max_size = compat, max_size
@@ -88,16 +97,21 @@ class Refiner:
         mask = _binary(mask, (h, w))
         cfg = CascadeConfig(L=L, global_only=fast, compat=self.compat)
         tensors = image_tensors(image, mask)
+        with precision_scope(self.precision, self.device):
+            probs = self._refine(tensors, cfg, (h, w))
+        return probability_to_uint8(probs[0, 0])
+
+    def _refine(self, tensors: tuple[torch.Tensor, torch.Tensor], cfg: CascadeConfig, size: tuple[int, int]
+                ) -> torch.Tensor:
+        h, w = size
         if self.max_size and max(h, w) > self.max_size:  # refined smaller, then upscaled (carvekit's option)
             scale = self.max_size / max(h, w)
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             small = (F.interpolate(tensors[0].float(), size=size, mode='area').round().to(torch.uint8),
                      (F.interpolate(tensors[1], size=size, mode='area') > 0.5).float())
-            probs = F.interpolate(refine_image(self.model, *small, cfg).probs, size=(h, w), mode='bilinear',
-                                  align_corners=False)
-        else:
-            probs = refine_image(self.model, *tensors, cfg).probs
-        return probability_to_uint8(probs[0, 0])
+            return F.interpolate(refine_image(self.model, *small, cfg).probs, size=(h, w), mode='bilinear',
+                                 align_corners=False)
+        return refine_image(self.model, *tensors, cfg).probs
 
     def refine_batch(self, images: list, masks: list, fast: bool = False, L: int = 900) -> list[np.ndarray]:
         """:meth:`refine` over several images (any sizes)."""

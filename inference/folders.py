@@ -10,7 +10,6 @@ written last and marks the image as finished.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,8 +19,11 @@ import torch
 import torch.nn as nn
 
 from dataset.folders import Sample, find_samples, load_sample
+from inference.engine import precision_scope
+from methods.base import model_device
 from inference.predict import default_config, image_tensors, refine_image
 from inference.visualize import refinement_panel
+from models.checkpoint import weights_digest
 from util.atomic import ensure_folder, write_image, write_text
 from util.runner import RunReport, run_items
 from util.transforms import probability_to_uint8
@@ -51,30 +53,29 @@ class SettingsMismatch(ValueError):
     """An output folder holds results made with other settings or another model."""
 
 
-def run_settings(model: nn.Module, cfg: Any) -> dict:
+def run_settings(model: nn.Module, cfg: Any, precision: str = 'fp32') -> dict:
     """What decides a folder's results: the network (architecture, hyper-parameters, a digest of its
-    weights) and the method's inference settings. JSON-ready."""
-    digest = hashlib.sha1()
-    for key, value in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    weights), the method's inference settings and a reduced ``precision`` (fp32 is not recorded, as before
+    the option existed). JSON-ready."""
     chosen = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
               if not f.metadata.get('same_results')}  # speed/memory settings (batch, chunk) may change
     settings = {'arch': getattr(model, 'arch', ''), 'hparams': getattr(model, 'hparams', {}),
-                'weights_sha1': digest.hexdigest(), 'settings': chosen}
+                'weights_sha1': weights_digest(model), 'settings': chosen}
+    if precision != 'fp32':
+        settings['precision'] = precision
     return json.loads(json.dumps(settings))
 
 
-def check_settings(output: Path, model: nn.Module, cfg: Any, overwrite: bool) -> None:
+def check_settings(output: Path, model: nn.Module, cfg: Any, overwrite: bool, precision: str = 'fp32') -> None:
     """Record the run's settings in ``output`` (:data:`SETTINGS_FILE`); a folder already holding results of
     other settings is refused, naming what differs, unless ``overwrite`` (which redoes every image)."""
-    settings = run_settings(model, cfg if cfg is not None else default_config(model))
+    settings = run_settings(model, cfg if cfg is not None else default_config(model), precision)
     path = output / SETTINGS_FILE
     if path.is_file() and not overwrite:
         recorded = json.loads(path.read_text())
         if recorded != settings:
             differ = sorted(k for k in settings['settings'] if recorded.get('settings', {}).get(k) != settings['settings'][k])
-            differ += [k for k in ('arch', 'hparams', 'weights_sha1') if recorded.get(k) != settings[k]]
+            differ += [k for k in ('arch', 'hparams', 'weights_sha1', 'precision') if recorded.get(k) != settings.get(k)]
             raise SettingsMismatch(f'{output} holds results made with other settings ({", ".join(differ)} differ, '
                                    f'see {path}); use another --output, or --overwrite to redo every image')
     write_text(path, json.dumps(settings, indent=1) + '\n')
@@ -82,15 +83,17 @@ def check_settings(output: Path, model: nn.Module, cfg: Any, overwrite: bool) ->
 
 def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Path, cfg: Any = None,
                   overwrite: bool = False, clear_cache: bool = False, progress: bool = True,
-                  visualize_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1)) -> RunReport:
+                  visualize_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1),
+                  precision: str = 'fp32') -> RunReport:
     """Refine every sample of ``input_dir`` into ``output_dir`` with ``model``'s method and ``cfg`` (its
     inference config); a bad sample is reported and skipped. ``visualize_dir``: also write
     ``NAME_panel.png`` there (see :mod:`inference.visualize`). ``shard`` = (index, count): refine only every
-    count-th sample from the index-th (one rank of a torchrun evaluation), so each image is written once."""
+    count-th sample from the index-th (one rank of a torchrun evaluation), so each image is written once.
+    ``precision``: the network's arithmetic (:data:`inference.engine.PRECISIONS`), recorded with the settings."""
     output = ensure_folder(output_dir)
     if visualize_dir:
         ensure_folder(visualize_dir)
-    check_settings(output, model, cfg, overwrite)
+    check_settings(output, model, cfg, overwrite, precision)
     samples, problems = find_samples(input_dir)
     index, count = shard
     # Shard the sorted list before looking at the outputs: other ranks are writing them meanwhile.
@@ -104,5 +107,6 @@ def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Pat
         log.info('%d image(s) already refined in %s (use --overwrite to redo them)', report.skipped, output)
     visualize = Path(visualize_dir) if visualize_dir else None
     empty_cache = (lambda: torch.cuda.empty_cache()) if clear_cache and torch.cuda.is_available() else None
-    return run_items(todo, lambda s: _refine_sample(model, s, output, cfg, visualize), lambda s: s.name,
-                     report, progress, empty_cache)
+    with precision_scope(precision, model_device(model)):
+        return run_items(todo, lambda s: _refine_sample(model, s, output, cfg, visualize), lambda s: s.name,
+                         report, progress, empty_cache)

@@ -45,6 +45,8 @@ def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cf
     """
     method = method_of_model(model)
     refined = method.refine(model, image, coarse, cfg if cfg is not None else method.InferConfig())
+    if refined.probs.dtype != torch.float32:  # a reduced --precision: outputs are float32 whatever ran
+        refined.probs = refined.probs.float()
     if not bool(torch.isfinite(refined.probs).all()):  # never write a silently empty mask
         raise ValueError('the model produced non-finite probabilities (NaN or infinity)')
     return refined

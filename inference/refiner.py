@@ -10,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from inference.engine import check_precision, precision_scope, prepare
 from inference.objects import refine_objects
 from inference.predict import image_tensors, refine_image
 from methods import method_of_model
-from models.hub import DEFAULT, load_pretrained
+from models.hub import DEFAULT, cache_dir, load_pretrained
 from util.boxes import masks_from_labels
 from util.transforms import binarize, normalize_image, probability_to_uint8, rgb_tensor
 
@@ -31,9 +32,15 @@ class Refiner:
     """
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, device: str | torch.device = 'cpu',
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, precision: str = 'fp32', exact: bool = False,
+                 backend: str = 'torch') -> None:
         """Load ``checkpoint``: a name (``lite``, the default, bundled; ``cascadepsp``, the authors' release)
         or a path (the released ``model`` file or a ``train.py`` checkpoint); or use an already built ``model``.
+
+        ``precision``: fp32, bf16 or fp16 (autocast). ``exact``: the authors' arithmetic operation for operation
+        instead of the same function computed cheaper (see :mod:`inference.engine`). ``backend``: ``torch``, or
+        ``onnx`` for the cascade networks on ONNX Runtime (CPU; :mod:`inference.onnx_backend`): ``checkpoint`` is
+        then an export folder, or a model that is exported once into the cache.
         """
         if checkpoint is not None and model is not None:
             raise ValueError('give a checkpoint or a model, not both')
@@ -44,9 +51,26 @@ class Refiner:
         if checkpoint is None and model is None:
             log.info('Refiner: no model named, using the bundled %r', DEFAULT)
         self.device = torch.device(device)
-        self.model = model if model is not None else load_pretrained(checkpoint)
-        self.model.to(self.device).eval()
+        check_precision(precision, self.device)
+        self.precision = precision
+        if backend == 'onnx':
+            model = self._onnx(checkpoint, model)
+            if self.device.type != 'cpu':
+                raise ValueError(f'backend onnx runs on the CPU here, not {self.device}')
+        elif backend != 'torch':
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.model = prepare(model if model is not None else load_pretrained(checkpoint), self.device, exact)
         self.method = method_of_model(self.model)
+
+    @staticmethod
+    def _onnx(checkpoint: str | os.PathLike | None, model: nn.Module | None) -> nn.Module:
+        from inference.onnx_backend import OnnxCascade, cached_export, is_export
+        if checkpoint is not None and is_export(checkpoint):
+            return OnnxCascade(checkpoint)
+        model = model if model is not None else load_pretrained(checkpoint)
+        if method_of_model(model).name != 'cascadepsp':
+            raise ValueError(f'backend onnx runs the cascade networks (lite, cascadepsp), not {model.arch}')
+        return OnnxCascade(cached_export(model, cache_dir()))
 
     def config(self, fast: bool = False, cfg: Any = None, **settings: Any) -> Any:
         """The method's inference config with ``settings`` (its field names, e.g. ``L``, ``stride``, ``batch``);
@@ -85,7 +109,8 @@ class Refiner:
         image, mask = self._validate(image, mask)
         if mask.max(initial=0) == 1:  # {0, 1} labels, as the command line and refine_objects read them
             mask = mask * np.uint8(255)
-        refined = refine_image(self.model, *image_tensors(image, binarize(mask)), self.config(fast, cfg, **settings))
+        with precision_scope(self.precision, self.device):
+            refined = refine_image(self.model, *image_tensors(image, binarize(mask)), self.config(fast, cfg, **settings))
         return probability_to_uint8(refined.probs[0, 0])
 
     def segment(self, image: np.ndarray, cfg: Any = None, **settings: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +120,9 @@ class Refiner:
             raise ValueError(f'{self.method.name} refines a coarse mask: use Refiner.refine(image, mask)')
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f'image must be an H x W x 3 uint8 RGB array, got {getattr(image, "shape", type(image))}')
-        refined = refine_image(self.model, rgb_tensor(image).to(self.device), None, self.config(False, cfg, **settings))
+        with precision_scope(self.precision, self.device):
+            refined = refine_image(self.model, rgb_tensor(image).to(self.device), None,
+                                   self.config(False, cfg, **settings))
         return (refined.probs.argmax(1)[0].to(torch.uint8).cpu().numpy(),
                 refined.extra['coarse'].argmax(1)[0].to(torch.uint8).cpu().numpy())
 
@@ -121,7 +148,8 @@ class Refiner:
                   for m in map(np.asarray, masks)]
         for m in binary:
             self._validate(image, m.astype(np.uint8))
-        probs = refine_objects(self.model, normalize_image(image), binary, self.config(fast, cfg, **settings))
+        with precision_scope(self.precision, self.device):
+            probs = refine_objects(self.model, normalize_image(image), binary, self.config(fast, cfg, **settings))
         return [p.numpy().astype(np.float32) for p in probs]
 
     @staticmethod

@@ -88,6 +88,8 @@ class Method:
     components: tuple[str, ...] = ()    #: architectures that are parts of ``archs`` (loaded and trained alone,
                                         #: run inside them: MagNet's backbones and refinement module)
     takes_mask: bool = True             #: refines a given coarse mask (False: segments the image itself, C classes)
+    fast_arithmetic: bool = False       #: inference may reorder its networks' arithmetic (inference.engine): only
+                                        #: where the reference tolerances were checked to hold with it
 
 
 @dataclass
@@ -170,3 +172,9 @@ class TrainConfig:
             data.setdefault('val_args', {'L': legacy.get('val_L', 900), 'stride': legacy.get('val_stride', 450),
                                          'global_only': legacy.get('val_global_only', False)})
         return dataclass_from_dict(cls, data, source)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a network without any, e.g. an ONNX Runtime session)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device('cpu')

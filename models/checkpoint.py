@@ -12,6 +12,8 @@ Loading is strict: a file that does not describe exactly the architecture raises
 """
 from __future__ import annotations
 
+import hashlib
+
 import logging
 import os
 from pathlib import Path
@@ -167,3 +169,12 @@ def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike) -> nn.Modu
     model.feats.load_state_dict(state, strict=True)
     log.info('initialised the backbone from ImageNet weights %s', path)
     return model
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-1 of ``model``'s state dict (names and values): which weights a result or an export came from."""
+    digest = hashlib.sha1()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

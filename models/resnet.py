@@ -14,6 +14,8 @@ class Bottleneck(nn.Module):
     """ResNet bottleneck block (1x1 -> 3x3 -> 1x1, expansion 4); the stride sits on the 3x3 conv."""
 
     expansion = 4
+    #: Convolutions whose output only their batch norm reads (inference may fold them: util.fastconv).
+    conv_bn_pairs = (('conv1', 'bn1'), ('conv2', 'bn2'), ('conv3', 'bn3'))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, dilation: int = 1, bn_momentum: float = 0.1) -> None:
@@ -33,7 +35,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + residual)
+        out += residual  # in place: one full-size activation fewer
+        return self.relu(out)
 
 
 class ResNet50(nn.Module):

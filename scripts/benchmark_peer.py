@@ -7,9 +7,15 @@ Both sides get the same seeded released-architecture weights (``../shared/refere
 and mask and the same thread count. Every run is a fresh process that loads the model, then times one
 ``refine`` call; runs alternate package, project, package, project, ... (``--pairs`` pairs per case). Prints,
 per case, the median seconds of each side, the median of the per-pair ratios (project / package), peak RSS,
-and whether the outputs are identical. The project runs ``compat='pip'`` (the package's procedure, so both do
-the same work) and ``compat='research'``, the default; ``lite`` runs the same case with the bundled weights.
-The allocator settings are each process's defaults (no ``MALLOC_*`` or ``LD_PRELOAD`` changes).
+and how the outputs agree. The project runs the package's procedure (``compat='pip'``, so both do the same
+work) with its default arithmetic (Winograd convolutions, reordered linear maps: :mod:`inference.engine`); for
+context, one run each of ``exact=True`` (bit-identical to the package), the research procedure (the default of
+``eval.py``) and the bundled ``lite``.
+
+Issue 18's goal 3 is the last table: ``lite`` Global+Local on the Figure 1 image against the package's Global
+step on the same image, alternating in pairs.
+
+The allocator settings are each process's defaults on both sides (no ``MALLOC_*`` or ``LD_PRELOAD`` changes).
 """
 from __future__ import annotations
 
@@ -89,16 +95,18 @@ def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads
         import segmentation_refinement
         refiner = segmentation_refinement.Refiner(device='cpu', model_folder=str(folder),
                                                   download_and_check_model=False)
-    elif side == 'lite':
+    elif side.startswith('lite'):
         sys.path.insert(0, str(ROOT))
         from inference import Refiner
         lite = Refiner('lite')
+        fast = fast and side != 'lite_global_local'
         refiner = type('Lite', (), {'refine': lambda self, i, m, fast, L: lite.refine(i, m, fast=fast, L=L)})()
     else:
         sys.path.insert(0, str(ROOT))
         import segrefine
         refiner = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=False,
-                                    compat='pip' if side == 'project_pip' else 'research')
+                                    compat='research' if side == 'project_research' else 'pip',
+                                    exact=side == 'project_exact')
     start = time.perf_counter()
     with torch.no_grad():
         result = refiner.refine(image, mask, fast=fast, L=L)
@@ -107,11 +115,27 @@ def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads
     return {'seconds': seconds, 'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+def _pairs(run, case: str, sides: tuple[str, str], pairs: int) -> tuple[dict, dict, dict]:
+    """``pairs`` alternating runs of the two sides: (seconds per side, peak GiB per side, first output per side)."""
+    times: dict[str, list[float]] = {}
+    peaks: dict[str, float] = {}
+    outputs = {}
+    for i in range(pairs):
+        for side in sides:
+            result, output = run(side, case, i)
+            times.setdefault(side, []).append(result['seconds'])
+            peaks[side] = max(peaks.get(side, 0.0), result['peak_gib'])
+            outputs.setdefault(side, output)
+    return times, peaks, outputs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--pairs', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--case', nargs='+', choices=sorted(CASES), default=list(CASES))
+    parser.add_argument('--case', nargs='*', choices=sorted(CASES), default=list(CASES))
+    parser.add_argument('--lite_pairs', type=int, default=3, help='pairs for the lite table (0: none)')
+    parser.add_argument('--no_context', action='store_true', help='skip the one-off exact, research and lite runs')
     parser.add_argument('--samples', default=str(ROOT.parent / 'shared' / 'samples'))
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -143,27 +167,30 @@ def main() -> int:
                 raise RuntimeError(f'{side} {case}: {proc.stderr[-2000:]}')
             return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out)
 
-        print('| case | package (s) | project, compat=pip (s) | ratio | identical | project, research (s) | '
-              'lite (s) | peak RSS package / project (GiB) |')
-        print('|---|---|---|---|---|---|---|---|')
+        print('| case | package (s) | project (s) | ratio | differing pixels, max difference (of 255) | '
+              'exact: identical | research (s) | lite (s) | peak RSS package / project (GiB) |')
+        print('|---|---|---|---|---|---|---|---|---|')
         for case in args.case:
-            times: dict[str, list[float]] = {}
-            peaks: dict[str, float] = {}
-            outputs = {}
-            for i in range(args.pairs):
-                for side in ('package', 'project_pip', 'project_research', 'lite'):
-                    if side in ('project_research', 'lite') and i:  # one run each: context, not the ratio
-                        continue
-                    result, output = run(side, case, i)
-                    times.setdefault(side, []).append(result['seconds'])
-                    peaks[side] = max(peaks.get(side, 0.0), result['peak_gib'])
-                    outputs.setdefault(side, output)
-            ratios = [b / a for a, b in zip(times['package'], times['project_pip'])]
-            same = np.array_equal(outputs['package'], outputs['project_pip'])
-            print(f"| {case} | {statistics.median(times['package']):.2f} | {statistics.median(times['project_pip']):.2f}"
-                  f" | {statistics.median(ratios):.2f} | {'yes' if same else 'NO'} | "
-                  f"{times['project_research'][0]:.2f} | {times['lite'][0]:.2f} | "
-                  f"{peaks['package']:.2f} / {peaks['project_pip']:.2f} |", flush=True)
+            times, peaks, outputs = _pairs(run, case, ('package', 'project'), args.pairs)
+            for side in () if args.no_context else ('project_exact', 'project_research', 'lite'):
+                result, outputs[side] = run(side, case, 0)  # one run each: context, not the ratio
+                times[side], peaks[side] = [result['seconds']], result['peak_gib']
+            context = (['-'] * 3 if args.no_context else
+                       ['yes' if np.array_equal(outputs['package'], outputs['project_exact']) else 'NO',
+                        f"{times['project_research'][0]:.2f}", f"{times['lite'][0]:.2f}"])
+            ratios = [b / a for a, b in zip(times['package'], times['project'])]
+            diff = np.abs(outputs['project'].astype(int) - outputs['package'])
+            print(f"| {case} | {statistics.median(times['package']):.2f} | {statistics.median(times['project']):.2f}"
+                  f" | {statistics.median(ratios):.2f} | {100 * (diff > 0).mean():.3f}%, {diff.max()} | "
+                  f"{' | '.join(context)} | {peaks['package']:.2f} / {peaks['project']:.2f} |", flush=True)
+        if args.lite_pairs:
+            times, peaks, _ = _pairs(run, 'fig1_fast', ('package', 'lite_global_local'), args.lite_pairs)
+            ratios = [b / a for a, b in zip(times['package'], times['lite_global_local'])]
+            print('\n| Figure 1, 3492 x 2328 | package, Global step (s) | lite, Global+Local (s) | ratio | '
+                  'peak RSS package / lite (GiB) |\n|---|---|---|---|---|')
+            print(f"| {args.lite_pairs} pairs | {statistics.median(times['package']):.2f} | "
+                  f"{statistics.median(times['lite_global_local']):.2f} | {statistics.median(ratios):.3f} | "
+                  f"{peaks['package']:.2f} / {peaks['lite_global_local']:.2f} |", flush=True)
     return 0
 
 

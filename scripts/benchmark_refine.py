@@ -3,6 +3,8 @@
     python scripts/benchmark_refine.py [--model lite|cascadepsp|seeded|PATH] [--L 900] [--batch 1]
         [--image ../shared/samples/aeroplane.jpg] [--device cuda|cpu] [--mode both|global_only|global_local|object]
     python scripts/benchmark_refine.py --mode forward896 --model lite seeded     # one cascade pass, 896 x 896
+    python scripts/benchmark_refine.py --model seeded --precision bf16 --device cuda   # + agreement with fp32
+    python scripts/benchmark_refine.py --backend onnx --model lite                     # ONNX Runtime (exported once)
 
 ``--model`` defaults to the bundled lite weights; ``seeded`` is the authors' architecture with the seeded
 weights of shared/reference/README.md (its timing does not depend on the values, only the number of crops
@@ -10,6 +12,9 @@ run does). Prints, per mode: wall time, local crops run, peak CPU memory (RSS of
 GPU memory. Each mode runs in its own process so the memory peaks are separate. ``object`` refines one
 object (the mask inside a 600 x 600 box at its top-left) with Refiner.refine_objects, to compare with the
 whole image; ``forward896`` times one full 3-level forward pass on a 896 x 896 input per model.
+``--exact`` runs the authors' arithmetic operation for operation instead of the default cheaper one
+(:mod:`inference.engine`); ``--precision bf16|fp16`` also refines once in fp32 (not timed) and prints the
+agreement: mean and largest difference of the probabilities, and the share of pixels flipped at 0.5.
 """
 from __future__ import annotations
 
@@ -43,7 +48,12 @@ def run_one(args: argparse.Namespace) -> dict:
     from util.image_io import read_grey, read_rgb
     from util.transforms import binarize
 
-    model = _model(args.model[0]).to(args.device)
+    from inference.engine import precision_scope, prepare
+    model = prepare(_model(args.model[0]), args.device, exact=args.exact)
+    if args.backend == 'onnx':
+        from inference.onnx_backend import OnnxCascade, cached_export
+        from models.hub import cache_dir
+        model = OnnxCascade(cached_export(model, cache_dir()))
     if args.mode == 'forward896':
         x, m = torch.randn(1, 3, 896, 896, device=args.device), torch.rand(1, 1, 896, 896, device=args.device) * 2 - 1
         with torch.inference_mode():
@@ -62,25 +72,35 @@ def run_one(args: argparse.Namespace) -> dict:
         refine_image(model, im[..., :args.L, :args.L], seg[..., :args.L, :args.L], cfg)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    if args.mode == 'object':
-        ys, xs = np.nonzero(mask > 127)
-        obj = np.zeros(mask.shape, bool)
-        obj[ys.min():ys.min() + 600, xs.min():xs.min() + 600] = True
-        obj &= mask > 127
-        with torch.inference_mode():
-            refine_objects(model, im, [obj], cfg)
-        crops = 1
-    else:
-        crops = int(refine_image(model, im, seg, cfg).stats.get('crops', 0))
-    if args.device.startswith('cuda'):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    agreement = None
+    if args.precision != 'fp32':
+        reference = refine_image(model, im, seg, cfg).probs
+    with precision_scope(args.precision, args.device):
+        start = time.perf_counter()
+        if args.mode == 'object':
+            ys, xs = np.nonzero(mask > 127)
+            obj = np.zeros(mask.shape, bool)
+            obj[ys.min():ys.min() + 600, xs.min():xs.min() + 600] = True
+            obj &= mask > 127
+            with torch.inference_mode():
+                refine_objects(model, im, [obj], cfg)
+            crops = 1
+        else:
+            refined = refine_image(model, im, seg, cfg)
+            crops = int(refined.stats.get('crops', 0))
+        if args.device.startswith('cuda'):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    if args.precision != 'fp32' and args.mode != 'object':
+        diff = (refined.probs - reference).abs()
+        agreement = {'mean': float(diff.mean()), 'max': float(diff.max()),
+                     'flipped': float(((refined.probs > 0.5) != (reference > 0.5)).float().mean())}
     return {
         'mode': args.mode, 'model': args.model[0], 'device': args.device, 'size': f'{image.shape[1]}x{image.shape[0]}', 'L': args.L,
         'batch': args.batch, 'seconds': round(seconds, 2), 'crops': crops, 'threads': torch.get_num_threads(),
         'peak_cpu_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         'peak_gpu_mib': round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith('cuda') else None,
+        'precision': args.precision, 'exact': args.exact, 'backend': args.backend, 'agreement': agreement,
     }
 
 
@@ -95,6 +115,9 @@ def main() -> int:
     parser.add_argument('--device', default=None)
     parser.add_argument('--mode', default='both', choices=['both', 'global_only', 'global_local', 'object', 'forward896'])
     parser.add_argument('--model', nargs='+', default=['lite'], help='lite, cascadepsp, seeded or a file (several: forward896)')
+    parser.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    parser.add_argument('--exact', action='store_true', help="the authors' arithmetic, operation for operation")
+    parser.add_argument('--backend', default='torch', choices=['torch', 'onnx'])
     args = parser.parse_args()
     args.mask = args.mask or str(Path(args.image).with_suffix('.png'))
     if args.device is None:
@@ -108,11 +131,15 @@ def main() -> int:
         for mode in modes:
             cmd = [sys.executable, __file__, '--image', args.image, '--mask', args.mask, '--L', str(args.L),
                    '--stride', str(args.stride), '--batch', str(args.batch), '--device', args.device, '--mode', mode,
-                   '--model', model]
+                   '--model', model, '--precision', args.precision, '--backend', args.backend] + ['--exact'] * args.exact
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             gpu = f", peak GPU {r['peak_gpu_mib']} MiB" if r['peak_gpu_mib'] is not None else ''
-            print(f"{r['model']} {r['mode']:>12}: {r['size']} L={r['L']} on {r['device']} ({r['threads']} threads), "
+            if r['agreement']:
+                a = r['agreement']
+                gpu += (f"; vs fp32: mean {a['mean']:.2e}, max {a['max']:.2e}, {100 * a['flipped']:.3f}% of pixels "
+                        'flipped at 0.5')
+            print(f"{r['model']} {r['mode']:>12} {r['precision']}{' exact' if r['exact'] else ''} {r['backend']}: {r['size']} L={r['L']} on {r['device']} ({r['threads']} threads), "
                   f"batch {r['batch']}: {r['seconds']:.2f} s, {r['crops']} crops, "
                   f"peak CPU RSS {r['peak_cpu_rss_mib']} MiB{gpu}")
     return 0

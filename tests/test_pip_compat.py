@@ -91,7 +91,11 @@ def package():
 def test_bit_for_bit_with_the_package(package, folder, h, w, fast, L):
     image, mask = _scene(h, w, seed=h)
     theirs = package.Refiner(device='cpu', model_folder=str(folder), download_and_check_model=False)
-    ours = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=False)
+    exact = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=False, exact=True)
     with torch.no_grad():
         expected = theirs.refine(image, mask, fast=fast, L=L)
-    assert np.array_equal(ours.refine(image, mask, fast=fast, L=L), expected)
+    assert np.array_equal(exact.refine(image, mask, fast=fast, L=L), expected)
+    # The default, cheaper arithmetic (Winograd convolutions): the package's procedure within rounding.
+    fast_math = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=False)
+    diff = np.abs(fast_math.refine(image, mask, fast=fast, L=L).astype(int) - expected)
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (diff.max(), (diff == 0).mean())

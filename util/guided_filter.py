@@ -11,23 +11,31 @@ import torch
 
 
 def _box_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    """Sum over the window [i - r, i + r] along ``dim``, clipped at the borders."""
+    """Sum over the window [i - r, i + r] along ``dim``, clipped at the borders: C[min(i + r + 1, n)] -
+    C[max(i - r, 0)] with C[i] = sum(x[:i]), read as two shifted slices of C padded with r + 1 zeros before and
+    its last value r times after (slices, not gathers: the same values, a third of the time)."""
+    dim = dim % x.dim()
     n = x.shape[dim]
     c = torch.cumsum(x, dim)
-    pad_shape = list(x.shape)
-    pad_shape[dim] = 1
-    c = torch.cat([torch.zeros(pad_shape, dtype=x.dtype, device=x.device), c], dim)  # c[i] = sum(x[:i])
-    idx = torch.arange(n, device=x.device)
-    hi = (idx + r + 1).clamp(max=n)
-    lo = (idx - r).clamp(min=0)
-    return c.index_select(dim, hi) - c.index_select(dim, lo)
+
+    def repeat(t: torch.Tensor, k: int) -> torch.Tensor:  # t has size 1 along dim
+        return t.expand(*t.shape[:dim], k, *t.shape[dim + 1:])
+
+    c = torch.cat([repeat(torch.zeros_like(c.narrow(dim, 0, 1)), r + 1), c, repeat(c.narrow(dim, n - 1, 1), r)], dim)
+    return c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)
+
+
+def _box_count_1d(n: int, r: int, like: torch.Tensor) -> torch.Tensor:
+    """How many of the window's 2r + 1 positions fall inside [0, n), for each of the n positions."""
+    idx = torch.arange(n, device=like.device)
+    return ((idx + r).clamp(max=n - 1) - (idx - r).clamp(min=0) + 1).to(like.dtype)
 
 
 def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the (2r+1) x (2r+1) window around each pixel of B x C x H x W ``x``; windows are
     clipped at the image border and averaged over the pixels they keep."""
-    ones = x.new_ones((1, 1) + tuple(x.shape[-2:]))
-    count = _box_sum_1d(_box_sum_1d(ones, r, -1), r, -2)
+    h, w = x.shape[-2:]
+    count = _box_count_1d(h, r, x)[:, None] * _box_count_1d(w, r, x)[None, :]
     return _box_sum_1d(_box_sum_1d(x, r, -1), r, -2) / count
 
 

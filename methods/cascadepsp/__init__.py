@@ -5,4 +5,5 @@ from methods.cascadepsp.inference import refine
 from methods.cascadepsp.recipe import recipe
 
 METHOD = Method(name='cascadepsp', archs=('cascadepsp', 'lite'), InferConfig=CascadeConfig,
-                TrainConfig=CascadeTrainConfig, refine=refine, recipe=recipe, presets=PRESETS)
+                TrainConfig=CascadeTrainConfig, refine=refine, recipe=recipe, presets=PRESETS,
+                fast_arithmetic=True)

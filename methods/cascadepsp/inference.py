@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from methods.base import Refined
+from methods.base import Refined, model_device
 from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.padding import safe_forward
 from util.transforms import as_normalized
@@ -89,10 +89,6 @@ def crop_windows(h: int, w: int, L: int, stride: int, margin: int = 16) -> list[
     return windows
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: int, upscale: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """3-level cascade on the whole image, area-downscaled so its long side is at most L (``upscale``: an
@@ -106,7 +102,7 @@ def global_step(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, L: in
         image, mask = resize_max_side(image, L, 'area'), resize_max_side(mask, L, 'area')
     elif upscale and max(image.shape[-2:]) < L:
         image, mask = resize_max_side(image, L, 'bicubic'), resize_max_side(mask, L, 'bilinear')
-    dev = _model_device(model)
+    dev = model_device(model)
     out = safe_forward(model, image.to(dev), mask.to(dev), keys=('pred_224', 'pred_56_2'))
     return out['pred_224'].to(image.device), out['pred_56_2'].to(image.device)
 
@@ -131,7 +127,7 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
         global result where no crop reached; the number of crops run).
     """
     h, w = image.shape[-2:]
-    dev = _model_device(model)
+    dev = model_device(model)
     # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
     # Full-resolution buffers are what limits the image size: the binarised mask is kept as bool, the crop
     # counts as uint8, and arithmetic happens in place (the same operations, so the same values).
@@ -175,7 +171,7 @@ def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor
     image = as_normalized(image)
     if max(h, w) < min_size:
         up_image, up_mask = resize_max_side(image, min_size, 'bicubic'), resize_max_side(mask, min_size, 'bilinear')
-        dev = _model_device(model)
+        dev = model_device(model)
         pred = safe_forward(model, up_image.to(dev), up_mask.to(dev), keys=('pred_224',))['pred_224']
         return F.interpolate(pred.to(image.device), size=(h, w), mode='area')
     pred_224, _ = global_step(model, image, mask, L)

@@ -101,5 +101,5 @@ class ThreeLevelCascade(nn.Module):
         out['out_224'] = self.stride1(feats, decoder, image, mask, inter_s4)
 
         for key in list(out):
-            out['pred' + key[3:]] = torch.sigmoid(out[key])
+            out['pred' + key[3:]] = torch.sigmoid(out[key].float())  # float32 even under autocast
         return out

@@ -22,7 +22,13 @@ class UpsampleBlock(nn.Module):
     """Upsample ``x`` (B x x_channels x h x w) by 2, concatenate ``skip`` (B x s x 2h x 2w) and refine.
 
     ``in_channels`` = x_channels + s. Output: B x out_channels x 2h x 2w.
+
+    Unless ``exact`` (an attribute, not saved), the 1x1 shortcut runs before the upsampling (a 1x1
+    convolution commutes with bilinear upsampling, whose weights sum to one): the same function on a quarter
+    of the pixels, equal to the authors' order (``exact = True``) up to float rounding.
     """
+
+    exact = False
 
     def __init__(self, x_channels: int, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -31,6 +37,11 @@ class UpsampleBlock(nn.Module):
         self.shortcut = nn.Conv2d(x_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
-        p = self.conv(torch.cat([x, skip], 1)) + self.shortcut(x)
-        return p + self.conv2(p)
+        up = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
+        p = self.conv(torch.cat([up, skip], 1))
+        if self.exact:
+            p += self.shortcut(up)
+        else:
+            del up
+            p += F.interpolate(self.shortcut(x), scale_factor=2, mode='bilinear', align_corners=False)
+        return self.conv2(p).add_(p)

@@ -1,6 +1,7 @@
 """Global+Local cascade: reference reproduction (module and eval.py), geometry, batching, edge cases."""
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import replace
 
@@ -12,6 +13,7 @@ from PIL import Image
 import eval as eval_cli
 from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.inference import crop_windows, refine
+from inference.engine import prepare
 from inference.predict import mask_tensor, refine_image
 from inference.refiner import Refiner
 from util.transforms import normalize_image
@@ -35,8 +37,18 @@ def cascade_ref(reference_dir):
     return np.load(reference_dir / 'cascade.npz')
 
 
+@pytest.fixture(scope='module', params=['model', 'exact', 'fast'])
+def engine_model(request, seeded_model):
+    """The seeded network as built, and prepared by inference.engine with the authors' arithmetic (exact) and
+    with the default cheaper one (folded batch norms, Winograd convolutions)."""
+    if request.param == 'model':
+        return seeded_model
+    return prepare(copy.deepcopy(seeded_model), 'cpu', exact=request.param == 'exact')
+
+
 @pytest.mark.parametrize('c', [0, 1, 2])
-def test_module_reproduces_reference(seeded_model, cascade_ref, c):
+def test_module_reproduces_reference(engine_model, cascade_ref, c):
+    seeded_model = engine_model
     image, mask, L, stride, min_size = _case(cascade_ref, c)
     cfg = CascadeConfig(L=L, stride=stride, batch=8)
     im, seg = normalize_image(image), mask_tensor(mask)

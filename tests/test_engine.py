@@ -1,0 +1,160 @@
+"""How networks run (inference.engine): Winograd convolutions, the reordered linear maps and their exact
+counterparts, reduced precision, and the ONNX Runtime backend (skipped without its optional packages)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from inference.engine import check_precision, precision_scope, prepare
+from inference.predict import image_tensors, refine_image
+from inference.refiner import Refiner
+from methods.cascadepsp.config import CascadeConfig
+from models.cascadepsp.psp import PyramidPooling, adaptive_avg_pool2d
+from models.cascadepsp.upsample import UpsampleBlock
+from models.registry import build_model
+from models.seeded import seed_model
+from util.fastconv import FastConv2d, FoldedBatchNorm2d, speed_up, winograd_available
+
+
+def _scene(h: int = 48, w: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    return image, ((yy - h / 2) ** 2 / (h / 3) ** 2 + (xx - w / 2) ** 2 / (w / 3) ** 2 < 1).astype(np.uint8) * 255
+
+
+@pytest.fixture(scope='module')
+def lite():
+    """The lite architecture at its default sizes with seeded weights (its heads are non-zero, unlike at init)."""
+    return seed_model(build_model('lite'), 0).eval()
+
+
+def test_fast_convolutions_compute_the_same_function():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                        nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.Conv2d(32, 32, 3, padding=2, dilation=2),
+                        nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, stride=2, padding=1),
+                        nn.Conv2d(32, 8, 1), nn.Conv2d(8, 8, 3, padding=1))  # 8 x 8 channels: too few to gain
+    for bn in (net[1], net[5]):  # non-trivial running statistics and affine parameters
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+    net.eval()
+    x = torch.randn(2, 16, 37, 45)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        direct = net(x)
+        counts = speed_up(net)
+        fast = net(x)
+    assert counts == {'folded': 2, 'winograd': 2 if winograd_available() else 0}
+    assert type(net[4]) is FastConv2d and type(net[5]) is FoldedBatchNorm2d and type(net[7]) is nn.Conv2d
+    assert net[0].winograd == winograd_available() and not net[4].winograd
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items()) and list(net.state_dict()) == list(state)
+    assert (fast - direct).abs().max() <= 1e-4 * direct.abs().max() and not torch.equal(fast, direct)
+    with torch.no_grad():  # weights changed in place after a forward (a loaded checkpoint): folded again
+        net[5].running_mean.add_(0.5)
+        folded = net(x)
+        speed_up(net, enable=False)
+        plain = net(x)
+        net[5].running_mean.sub_(0.5)
+        speed_up(net)
+    assert (folded - plain).abs().max() <= 1e-4 * plain.abs().max() and (folded - fast).abs().max() > 1e-3
+    x.requires_grad_(True)  # with gradients, the plain operations run (NNPACK here has no backward)
+    torch.testing.assert_close(net(x), direct, atol=1e-6, rtol=0)
+    net(x).sum().backward()
+    assert x.grad is not None and net[0].weight.grad is not None
+    net.train()  # training mode: batch statistics, not folded
+    with torch.no_grad():
+        speed_up(net, enable=False)
+        plain = net(x)
+        speed_up(net)
+        assert torch.equal(net(x), plain) or (net(x) - plain).abs().max() < 1e-5
+    assert speed_up(net, enable=False) == {'folded': 0, 'winograd': 0} and type(net[0]) is nn.Conv2d
+    assert type(net[1]) is nn.BatchNorm2d and 'folded_bn' not in net[0].__dict__
+
+
+def test_reordered_linear_maps_equal_the_authors_order():
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 13, 17)
+    for bins in (1, 2, 3, 6):
+        torch.testing.assert_close(adaptive_avg_pool2d(x, bins), F.adaptive_avg_pool2d(x, bins), atol=1e-6, rtol=0)
+    psp, up = PyramidPooling(32, 16).eval(), UpsampleBlock(32, 32 + 8, 16).eval()
+    for m in (psp, up):
+        seed_model(m, 1)
+    skip = torch.randn(2, 8, 26, 34)
+    with torch.no_grad():
+        fast = psp(x), up(x, skip)
+        psp.exact = up.exact = True
+        exact = psp(x), up(x, skip)
+        reference = (F.relu(psp.bottleneck(torch.cat(
+            [F.interpolate(s(x), size=(13, 17), mode='bilinear', align_corners=False) for s in psp.stages] + [x], 1))),)
+    assert torch.equal(exact[0], reference[0])  # exact: the authors' concatenated form
+    for a, b in zip(fast, exact):
+        torch.testing.assert_close(a, b, atol=1e-5 * float(b.abs().max()), rtol=0)
+
+
+def test_prepare_toggles_the_arithmetic(lite):
+    image, mask = _scene()
+    cfg = CascadeConfig(L=64, stride=40)
+    prepare(lite, 'cpu', exact=True)
+    assert lite.psp.exact and not any(isinstance(m, FastConv2d) for m in lite.modules())
+    exact = refine_image(lite, *image_tensors(image, mask), cfg).probs
+    prepare(lite, 'cpu')
+    assert not lite.psp.exact and any(isinstance(m, FoldedBatchNorm2d) for m in lite.modules())
+    fast = refine_image(lite, *image_tensors(image, mask), cfg).probs
+    diff = (fast - exact).abs()
+    assert float(diff.max()) < 1e-3 and float(diff.mean()) < 1e-5  # inside the cascade tolerance
+    out = Refiner(model=lite, exact=True).refine(image, mask, L=64, stride=40)
+    assert np.array_equal(out, (exact[0, 0].numpy() * 255).astype(np.uint8))
+
+
+def test_precision_option(lite):
+    with pytest.raises(ValueError, match='precision must be one of'):
+        check_precision('int8', 'cpu')
+    image, mask = _scene()
+    cfg = CascadeConfig(L=64, stride=40)
+    fp32 = refine_image(lite, *image_tensors(image, mask), cfg).probs
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # an AVX2 CPU emulates bf16 (slow; this image is tiny)
+        with precision_scope('bf16', 'cpu'):
+            bf16 = refine_image(lite, *image_tensors(image, mask), cfg).probs
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    diff = (bf16 - fp32).abs()
+    flipped = ((bf16 > 0.5) != (fp32 > 0.5)).float().mean()
+    # Measured on this pair (seeded weights, emulated bf16): mean 1.6e-3, max 9.1e-3, 0.8% of pixels flipped at
+    # 0.5 (fp16: 1.1e-3, 7.3e-3, 0.6%).
+    assert float(diff.mean()) < 4e-3 and float(diff.max()) < 3e-2 and float(flipped) < 0.02
+    assert float(diff.max()) > 0  # it did run in reduced precision
+
+
+onnx_ready = all(importlib.util.find_spec(m) for m in ('onnx', 'onnxscript', 'onnxruntime'))
+
+
+@pytest.mark.skipif(not onnx_ready, reason='the ONNX backend needs the optional packages onnx, onnxscript and '
+                                          'onnxruntime (pip install onnx onnxscript onnxruntime)')
+def test_onnx_backend_reproduces_torch(tmp_path):
+    from inference.onnx_backend import OnnxCascade, export_cascade, is_export
+    model = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2).eval()
+    with torch.no_grad():  # the input mask weighs in (as trained), so the global result has crops to refine
+        model.prior_scale.fill_(4.0)
+    folder = export_cascade(model, tmp_path / 'export')
+    assert is_export(folder) and not is_export(tmp_path)
+    meta = json.loads((folder / 'meta.json').read_text())
+    assert meta['arch'] == 'lite' and meta['hparams']['widths'] == [8, 8, 16, 16, 16]
+    onnx = OnnxCascade(folder, threads=1)
+    image, mask = _scene(70, 90)  # any size: the procedure pads to multiples of 8, batches the crops
+    for cfg in (CascadeConfig(L=48, stride=40, batch=3), CascadeConfig(L=64, global_only=True)):
+        a = refine_image(model, *image_tensors(image, mask), cfg)
+        b = refine_image(onnx, *image_tensors(image, mask), cfg)
+        assert float((a.probs - b.probs).abs().max()) < 1e-4 and a.stats == b.stats
+        assert cfg.global_only or a.stats['crops'] > 10  # the Local step's graph ran, on batches of crops
+    out = Refiner(str(folder), backend='onnx').refine(image, mask, L=48, stride=40)
+    assert np.abs(out.astype(int) - Refiner(model=model).refine(image, mask, L=48, stride=40)).max() <= 1
+    (folder / 'local.onnx').write_bytes(b'not a graph')
+    with pytest.raises(ValueError, match='local.onnx: cannot load the ONNX graph'):
+        OnnxCascade(folder)
