@@ -54,9 +54,9 @@ class Refiner:
         check_precision(precision, self.device)
         self.precision = precision
         if backend == 'onnx':
-            model = self._onnx(checkpoint, model)
             if self.device.type != 'cpu':
                 raise ValueError(f'backend onnx runs on the CPU here, not {self.device}')
+            model = self._onnx(checkpoint, model)
         elif backend != 'torch':
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.model = prepare(model if model is not None else load_pretrained(checkpoint), self.device, exact)

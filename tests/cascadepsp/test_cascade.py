@@ -37,12 +37,10 @@ def cascade_ref(reference_dir):
     return np.load(reference_dir / 'cascade.npz')
 
 
-@pytest.fixture(scope='module', params=['model', 'exact', 'fast'])
+@pytest.fixture(scope='module', params=['exact', 'fast'])
 def engine_model(request, seeded_model):
-    """The seeded network as built, and prepared by inference.engine with the authors' arithmetic (exact) and
-    with the default cheaper one (folded batch norms, Winograd convolutions)."""
-    if request.param == 'model':
-        return seeded_model
+    """The seeded network prepared by inference.engine with the authors' arithmetic (exact) and with the default
+    cheaper one (folded batch norms, Winograd convolutions, reordered linear maps)."""
     return prepare(copy.deepcopy(seeded_model), 'cpu', exact=request.param == 'exact')
 
 
