@@ -13,7 +13,6 @@ Loading is strict: a file that does not describe exactly the architecture raises
 from __future__ import annotations
 
 import hashlib
-
 import logging
 import os
 from pathlib import Path
