@@ -12,7 +12,6 @@ float rounding (about 1e-4 of an activation's scale; refinements stay inside the
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from typing import Iterator
 
@@ -21,8 +20,6 @@ import torch.nn as nn
 
 from methods import method_of_model
 from util.fastconv import speed_up
-
-log = logging.getLogger(__name__)
 
 #: ``--precision`` values and their dtypes (None: float32, no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}

@@ -20,9 +20,9 @@ import torch.nn as nn
 
 from dataset.folders import Sample, find_samples, load_sample
 from inference.engine import precision_scope
-from methods.base import model_device
 from inference.predict import default_config, image_tensors, refine_image
 from inference.visualize import refinement_panel
+from methods.base import model_device
 from models.checkpoint import weights_digest
 from util.atomic import ensure_folder, write_image, write_text
 from util.runner import RunReport, run_items

@@ -123,8 +123,11 @@ class OnnxCascade(nn.Module):
         folder = Path(folder)
         if not is_export(folder):
             raise FileNotFoundError(f'{folder}: not an ONNX export (no {META}); write one with scripts/export_onnx.py')
-        meta = json.loads((folder / META).read_text())
-        self.arch, self.hparams, self.folder = meta['arch'], meta['hparams'], folder
+        try:
+            meta = json.loads((folder / META).read_text())
+            self.arch, self.hparams, self.folder = meta['arch'], meta['hparams'], folder
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f'{folder / META}: not the description of an export ({e!r}); export again') from e
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.sessions = {}

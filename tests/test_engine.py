@@ -158,3 +158,6 @@ def test_onnx_backend_reproduces_torch(tmp_path):
     (folder / 'local.onnx').write_bytes(b'not a graph')
     with pytest.raises(ValueError, match='local.onnx: cannot load the ONNX graph'):
         OnnxCascade(folder)
+    (folder / 'meta.json').write_text('{"arch": ')  # truncated
+    with pytest.raises(ValueError, match='meta.json: not the description of an export'):
+        OnnxCascade(folder)

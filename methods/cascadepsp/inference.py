@@ -44,8 +44,8 @@ def resize_max_side(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return F.interpolate(x, scale_factor=ratio, mode=mode)
 
 
-def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+def _bilinear(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=align_corners)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor
     pred_224, _ = global_step(model, image, mask, L)
     if pred_224.shape[-2:] == (h, w):
         return pred_224
-    return F.interpolate(pred_224, size=(h, w), mode='bilinear', align_corners=align_corners)
+    return _bilinear(pred_224, (h, w), align_corners)
 
 
 @torch.inference_mode()
