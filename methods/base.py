@@ -109,6 +109,12 @@ class TrainConfig:
     epoch_schedule: bool = False   #: --iterations, --until, --steps, --warmup, --save_interval and --val_interval
                                    #: count epochs of the training set (MagNet's milestones)
     load: str | None = None        #: initial weights: a name (cascadepsp, lite) or a file; optimizer not restored
+    load_new: list[str] = field(default_factory=list, metadata={'help':
+                                'parameter-name prefixes that --load may lack: modules new in this architecture, '
+                                'kept at their initialisation (every other key still loads strictly)'})
+    train_only: list[str] = field(default_factory=list, metadata={'help':
+                                  'train only the parameters under these name prefixes; the other modules are '
+                                  'frozen in eval mode (batch-norm statistics kept). Default: everything'})
     # Additions.
     arch: str = 'cascadepsp'       #: architecture (models.registry); the method follows from it
     arch_args: dict[str, Any] = field(default_factory=dict,

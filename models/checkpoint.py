@@ -80,10 +80,12 @@ def checkpoint_arch(data: dict[str, Any], source: str = 'checkpoint') -> tuple[s
     return arch, RELEASED_HPARAMS[arch](state) if arch in RELEASED_HPARAMS else {}
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` has exactly ``model``'s keys and shapes."""
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                     new: tuple[str, ...] = ()) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has exactly ``model``'s keys and shapes; keys under the
+    prefixes ``new`` (modules the file predates) may be missing."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    missing = [k for k in expected if k not in state and not k.startswith(tuple(new))]
     unexpected = [k for k in state if k not in expected]
     misshaped = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}'
                  for k, v in expected.items()
@@ -97,10 +99,13 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
                               + fmt('mis-shaped keys', misshaped))
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any] | None = None) -> nn.Module:
+def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any] | None = None,
+                 new: tuple[str, ...] = ()) -> nn.Module:
     """Load a released or project checkpoint into ``model`` strictly; returns ``model``.
 
     ``data``: the file's content when the caller has already read it (see :func:`read_checkpoint`).
+    ``new``: parameter-name prefixes of modules the file may lack (they keep their initialisation; training
+    only, e.g. a head added to a trained network).
     """
     data = read_checkpoint(path) if data is None else data
     if isinstance(data.get('model'), dict) and 'arch' in data:
@@ -110,13 +115,13 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
     if getattr(model, 'arch', arch) != arch:
         raise CheckpointError(f'{path}: holds a {arch!r} model, not {model.arch!r}')
     state = extract_state_dict(data)
-    check_state_dict(model, state, str(path))
+    check_state_dict(model, state, str(path), new)
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(f'{path}: non-finite values (NaN or infinity) in {len(bad)} tensor(s): '
                               + ', '.join(bad[:10]) + (' ...' if len(bad) > 10 else ''))
     reference = model.state_dict()  # fp16 exports load into the model's own dtype
-    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=True)
+    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=not new)
     log.info('loaded weights from %s', path)
     return model
 

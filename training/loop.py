@@ -17,6 +17,7 @@ from pathlib import Path
 
 import progressbar
 import torch
+import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
@@ -65,12 +66,13 @@ def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: i
     model = build_model(cfg.arch, **cfg.arch_args)
     recipe.prepare(model)
     if cfg.load:
-        load_weights(model, resolve_weights(cfg.load))
+        load_weights(model, resolve_weights(cfg.load), new=tuple(cfg.load_new))
+    params = freeze_except(model, cfg.train_only)
     model.to(device).train()
     if cfg.optimizer == 'sgd':
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _scheduler(cfg, optimizer, unit)
     start, run = 0, _run_name(cfg)
     if cfg.resume:
@@ -87,6 +89,30 @@ def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: i
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[local_rank] if device.type == 'cuda' else None)
     return model, optimizer, scheduler, start, run
+
+
+def freeze_except(model: nn.Module, prefixes: list[str]) -> list[nn.Parameter]:
+    """Train only the parameters whose names start with one of ``prefixes`` (all when empty): the others
+    stop requiring gradients, and every module without a trainable parameter stays in eval mode from now on
+    (its batch-norm statistics are part of what is frozen). Returns the trainable parameters."""
+    if not prefixes:
+        return list(model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    if unknown := [p for p in prefixes if not any(n.startswith(p) for n in names)]:
+        raise ValueError(f'--train_only: no parameter of the {getattr(model, "arch", "")} model starts with '
+                         f'{", ".join(unknown)}')
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(tuple(prefixes)))
+    frozen = [m for m in model.modules() if not any(p.requires_grad for p in m.parameters())]
+    train = model.train
+
+    def train_frozen_in_eval(mode: bool = True) -> nn.Module:
+        train(mode)
+        for m in frozen:
+            m.eval()
+        return model
+    model.train = train_frozen_in_eval  # the loop and validation call model.train(): frozen parts stay in eval
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, unit: int = 1) -> torch.optim.lr_scheduler.LRScheduler:

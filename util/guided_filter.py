@@ -8,6 +8,7 @@ depend on the radius, and each sum runs along one axis only (no float32 precisio
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def _box_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -39,21 +40,15 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     return _box_sum_1d(_box_sum_1d(x, r, -1), r, -2) / count
 
 
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor) -> torch.Tensor:
-    """Filter ``src`` (B x 1 x H x W) with the edges of ``guide`` (B x 1 x H x W or B x 3 x H x W).
-
-    The output is locally a linear function of the guide, q = mean(a) . guide + mean(b), with (a, b) the
-    least-squares fit of src on the guide in each (2r+1)^2 window, regularised by ``eps`` (in squared guide
-    units: 1e-4 for a guide in [0, 1] keeps edges of contrast above about 0.01). With a colour guide, a is a
-    3-vector and the fit solves a 3 x 3 system per pixel (closed form, via the adjugate).
-    """
-    if guide.shape[-2:] != src.shape[-2:] or src.shape[1] != 1 or guide.shape[1] not in (1, 3):
-        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
-                         'B x 1|3 x H x W and B x 1 x H x W of one size')
+def _coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor
+                  ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The box means of the linear coefficients (a per guide channel, b), each B x K x H x W."""
     mean_i, mean_p = box_mean(guide, r), box_mean(src, r)
-    cov_ip = box_mean(guide * src, r) - mean_i * mean_p
-    if guide.shape[1] == 1:
-        a = cov_ip / (box_mean(guide * guide, r) - mean_i * mean_i + eps)
+    channels = guide.shape[1]
+    # cov(guide channel c, src): B x K each.
+    cov_ip = [box_mean(guide[:, c:c + 1] * src, r) - mean_i[:, c:c + 1] * mean_p for c in range(channels)]
+    if channels == 1:
+        a = [cov_ip[0] / (box_mean(guide * guide, r) - mean_i * mean_i + eps)]
     else:
         # Covariance entries (rr, rg, rb, gg, gb, bb), regularised on the diagonal.
         pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
@@ -66,9 +61,45 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | t
                rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg)
         det = rr * inv[0] + rg * inv[1] + rb * inv[2]
         i_rr, i_rg, i_rb, i_gg, i_gb, i_bb = inv
-        cr, cg, cb = cov_ip[:, 0:1], cov_ip[:, 1:2], cov_ip[:, 2:3]
-        a = torch.cat([i_rr * cr + i_rg * cg + i_rb * cb,
-                       i_rg * cr + i_gg * cg + i_gb * cb,
-                       i_rb * cr + i_gb * cg + i_bb * cb], 1) / det
-    b = mean_p - (a * mean_i).sum(1, keepdim=True)
-    return (box_mean(a, r) * guide).sum(1, keepdim=True) + box_mean(b, r)
+        cr, cg, cb = cov_ip
+        a = [(i_rr * cr + i_rg * cg + i_rb * cb) / det,
+             (i_rg * cr + i_gg * cg + i_gb * cb) / det,
+             (i_rb * cr + i_gb * cg + i_bb * cb) / det]
+    b = mean_p - sum(a_c * mean_i[:, c:c + 1] for c, a_c in enumerate(a))
+    return list(box_mean(torch.cat(a, 1), r).split(src.shape[1], 1)), box_mean(b, r)
+
+
+def _check(guide: torch.Tensor, src: torch.Tensor) -> None:
+    if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, 3) or src.dim() != 4:
+        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
+                         'B x 1|3 x H x W and B x K x H x W of one size')
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor) -> torch.Tensor:
+    """Filter each channel of ``src`` (B x K x H x W) with the edges of ``guide`` (B x 1 x H x W or B x 3 x H x W).
+
+    The output (B x K x H x W) is locally a linear function of the guide, q = mean(a) . guide + mean(b), with
+    (a, b) the least-squares fit of src on the guide in each (2r+1)^2 window, regularised by ``eps`` (in squared
+    guide units: 1e-4 for a guide in [0, 1] keeps edges of contrast above about 0.01). With a colour guide, a is
+    a 3-vector and the fit solves a 3 x 3 system per pixel (closed form, via the adjugate). The guide's
+    statistics are computed once for all K channels.
+    """
+    _check(guide, src)
+    a, b = _coefficients(guide, src, r, eps)
+    return sum(a_c * guide[:, c:c + 1] for c, a_c in enumerate(a)) + b
+
+
+def fast_guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor,
+                       step: int) -> torch.Tensor:
+    """:func:`guided_filter` with its coefficients fitted on ``step`` x ``step`` area means of the guide and
+    source, at radius ``max(1, r // step)`` there, then bilinearly upsampled and applied to the full-resolution
+    guide (He & Sun 2015): the full-resolution cost no longer grows with K x the statistics, and the output
+    keeps the guide's full-resolution edges. ``step`` 1 is :func:`guided_filter` itself."""
+    _check(guide, src)
+    if step == 1:
+        return guided_filter(guide, src, r, eps)
+    size = guide.shape[-2:]
+    a, b = _coefficients(F.avg_pool2d(guide, step, ceil_mode=True), F.avg_pool2d(src, step, ceil_mode=True),
+                         max(1, r // step), eps)
+    up = F.interpolate(torch.cat(a + [b], 1), size=size, mode='bilinear', align_corners=False).split(src.shape[1], 1)
+    return sum(a_c * guide[:, c:c + 1] for c, a_c in enumerate(up[:-1])) + up[-1]

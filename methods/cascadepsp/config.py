@@ -75,10 +75,22 @@ PRESETS: dict[str, tuple[Stage, ...]] = {
         Stage('stage2', dict(_LITE_CPU, degradation='mix_gentle', local_pass=0.5, iterations=1900, lr=5e-4,
                              warmup=50, save_interval=100, val_dir='data/val_mixed', val_interval=500),
               load_from=('stage1', 2400)),
-        # Stage 3: near-right masks at every coarseness (x2-x24), right masks, images at several scales.
-        Stage('stage3', dict(_LITE_CPU, degradation='nearright', scale_range=[0.5, 2.0], local_pass=0.5,
-                             iterations=2000, lr=5e-4, warmup=50, threads=1, save_interval=100,
-                             val_dir='data/val_mixed12', val_interval=500),
-              load_from=('stage2', None)),
+    ),
+    # Experiments on near-right masks that were not shipped (docs/cascadepsp.md, "Near-right masks"); both
+    # start from the bundled weights (the end of stage 2).
+    # The whole network fine-tuned on near-right masks at every coarseness (x2-x24), right masks, images at
+    # several scales, and the Local step's pass.
+    'lite_nearright': (
+        Stage('stage3', dict(_LITE_CPU, load='lite', degradation='nearright', scale_range=[0.5, 2.0],
+                             local_pass=0.5, iterations=2000, lr=5e-4, warmup=50, threads=1, save_interval=100,
+                             val_dir='data/val_mixed12', val_interval=500)),
+    ),
+    # The same data for a gate (models/cascadepsp/lite.py, gate_radii) on the frozen network: only the gate
+    # and the full-resolution heads train.
+    'lite_gate': (
+        Stage('gate', dict(_LITE_CPU, load='lite', arch_args={'gate_radii': [2, 4, 8, 16]}, load_new=['gate.'],
+                           train_only=['gate.', 'final_s2.', 'guide.', 'log_eps', 'prior_scale'],
+                           degradation='nearright', scale_range=[0.5, 2.0], local_pass=0.5, iterations=2000,
+                           lr=1e-3, warmup=50, save_interval=100, val_dir='data/val_mixed12', val_interval=500)),
     ),
 }

@@ -11,7 +11,7 @@ from dataset.coarse_sets import coarse_mask
 from dataset.splits import VAL_SPLIT, read_split, split_pairs
 from models import RefinementModule
 from models.checkpoint import CheckpointError, load_model, load_weights, read_checkpoint, save_checkpoint
-from util.guided_filter import box_mean, guided_filter
+from util.guided_filter import box_mean, fast_guided_filter, guided_filter
 from models.hub import BUNDLED, load_pretrained
 from models.cascadepsp.lite import LiteRefinementModule
 from models.cascadepsp.refinement import OUTPUT_KEYS
@@ -78,6 +78,46 @@ def test_guided_filter_hand_computed():
     src = guide[:, :1]
     assert torch.allclose(guided_filter(src, src, 2, 1e-12), src, atol=1e-6)
     assert torch.allclose(guided_filter(guide, src, 2, 1e-12), src, atol=1e-5)  # colour guide holds the source
+    # Several source channels share the guide's statistics and filter exactly as one at a time.
+    srcs = torch.rand(1, 3, 17, 23, dtype=torch.float64)
+    for g in (guide, src):
+        assert torch.equal(guided_filter(g, srcs, 3, 1e-3),
+                           torch.cat([guided_filter(g, srcs[:, k:k + 1], 3, 1e-3) for k in range(3)], 1))
+    # Box sums near and past the borders (windows wider than the image), against a direct loop.
+    for n, r in ((1, 0), (1, 3), (4, 1), (5, 2), (6, 7), (9, 4)):
+        rows = torch.rand(1, 1, 1, n, dtype=torch.float64)
+        direct = torch.stack([rows[..., max(0, i - r):i + r + 1].mean(-1) for i in range(n)], -1)
+        assert torch.allclose(box_mean(rows, r), direct, atol=1e-12)
+
+
+def test_fast_guided_filter():
+    """Coefficients fitted at a coarser step: step 1 is the filter itself; a constant source stays
+    constant; on a piecewise-constant image it stays within a few hundredths of the full filter."""
+    guide, src = torch.rand(1, 3, 30, 41, dtype=torch.float64), torch.rand(1, 2, 30, 41, dtype=torch.float64)
+    assert torch.equal(fast_guided_filter(guide, src, 4, 1e-3, 1), guided_filter(guide, src, 4, 1e-3))
+    flat = torch.full((1, 1, 30, 41), 0.7, dtype=torch.float64)
+    assert torch.allclose(fast_guided_filter(guide, flat, 8, 1e-3, 4), flat)
+    blocks = torch.nn.functional.interpolate((torch.rand(1, 1, 5, 7) > 0.5).double(), size=(60, 84))
+    image = blocks.expand(1, 3, 60, 84) * 0.8 + 0.05 * torch.rand(1, 3, 60, 84, dtype=torch.float64)
+    for r, step in ((4, 2), (8, 4)):
+        assert float((fast_guided_filter(image, blocks, r, 1e-3, step) - guided_filter(image, blocks, r, 1e-3))
+                     .abs().mean()) < 0.02
+
+
+def test_gated_lite_starts_as_the_ungated_network():
+    """The gate (gate_radii) is a convex combination of candidates in [0, 1]; zero-initialised, it returns
+    the ungated network's output within a few hundredths, and its hyper-parameters travel with the weights."""
+    plain = seed_model(build_model('lite'), 5).eval()
+    gated = build_model('lite', gate_radii=[1, 3]).eval()
+    gated.load_state_dict({**gated.state_dict(), **plain.state_dict()})
+    assert gated.hparams == {**plain.hparams, 'gate_radii': [1, 3], 'gate_eps': 1e-3}
+    image, mask = torch.randn(2, 3, 40, 56), (torch.rand(2, 1, 40, 56) > 0.5).float() * 2 - 1
+    with torch.no_grad():
+        a, b = gated(image, mask)['pred_224'], plain(image, mask)['pred_224']
+        assert float(a.min()) >= 0 and float(a.max()) <= 1 and float((a - b).abs().max()) < 0.05
+        assert set(gated(image, mask, mask, mask)) >= {'pred_224', 'pred_56_2'}
+    with pytest.raises(ValueError, match='gate_radii'):
+        build_model('lite', gate_radii=[0])
 
 
 def test_train_arch_lite_checkpoint_evaluates(tmp_path, tiny_data, train_args):

@@ -11,7 +11,9 @@ from PIL import Image
 import eval as eval_cli
 import train as train_cli
 from models import RefinementModule
-from models.checkpoint import read_checkpoint
+from models.checkpoint import read_checkpoint, save_checkpoint
+from models.registry import build_model
+from models.seeded import seed_model
 from methods.cascadepsp.config import CascadeTrainConfig as TrainConfig
 from train import parse_config as parse_args
 from methods.cascadepsp.loss import CascadeLoss
@@ -150,9 +152,11 @@ def test_saved_configs_are_strict_and_migrated():
     from models.hub import BUNDLED
     with pytest.raises(ValueError, match='unknown key.*nonsense'):
         TrainConfig.from_dict({**TrainConfig().to_dict(), 'nonsense': 1})
-    shipped = read_checkpoint(BUNDLED['lite'])['config']  # written before hyper-parameters were a mapping
-    cfg = TrainConfig.from_dict(shipped)
-    assert isinstance(cfg.arch_args, dict) and cfg.arch == 'lite' and cfg.val_args['L'] == 900
+    shipped = read_checkpoint(BUNDLED['lite'])['config']
+    assert TrainConfig.from_dict(shipped).arch == 'lite'
+    # Written before hyper-parameters were a mapping (the first bundled lite): a JSON string.
+    cfg = TrainConfig.from_dict({**shipped, 'arch_args': json.dumps({'gf_radius': 6})})
+    assert cfg.arch_args == {'gf_radius': 6} and cfg.arch == 'lite'
     assert parse_args(['x', '--arch', 'lite', '--arch_args', '{"gf_radius": 6}']).arch_args == {'gf_radius': 6}
     with pytest.raises(SystemExit):
         parse_args(['x', '--arch_args', '[1, 2]'])  # not a mapping
@@ -172,3 +176,26 @@ def test_preset_stages(tmp_path, tiny_data, train_args, caplog):
     # All stages: stage 2 starts from stage 1's checkpoint 2400, which a 2-iteration stage 1 never writes.
     assert train_cli.main(['q', '--preset', 'lite', *small]) == 2
     assert 'checkpoint_2400.pth' in caplog.text
+
+
+def test_new_head_on_a_frozen_network(tmp_path, tiny_data, train_args, caplog):
+    """--load_new lets a checkpoint without the gate load into a gated lite (every other key strictly), and
+    --train_only trains the named parameters alone: the rest, batch-norm statistics included, come back as
+    loaded (stage 'gate' of the lite preset)."""
+    tiny_data()
+    small = {'widths': [8, 8, 16, 16, 16], 'up_channels': [8, 8]}
+    base = seed_model(build_model('lite', **small), 3)
+    save_checkpoint(tmp_path / 'base.pth', base)
+    gated = ['--arch', 'lite', '--arch_args', json.dumps({**small, 'gate_radii': [1, 2]}), '--load',
+             str(tmp_path / 'base.pth'), '--degradation', 'nearright', '--local_pass', '1', '--holdout', '']
+    assert train_cli.main(train_args(*gated)) == 2  # the file has no gate: named, not silently initialised
+    assert 'missing keys' in caplog.text and 'gate.0.weight' in caplog.text
+    assert train_cli.main(train_args(*gated, '--load_new', 'gate.', '--train_only', 'gaet.')) == 2
+    assert 'no parameter of the lite model starts with gaet.' in caplog.text
+    assert train_cli.main(train_args(*gated, '--load_new', 'gate.', '--train_only', 'gate.', 'log_eps')) == 0
+    final = read_checkpoint(next((tmp_path / 'saves').glob('*/checkpoint_final.pth')))
+    assert final['hparams']['gate_radii'] == [1, 2]
+    before = base.state_dict()
+    changed = {k for k, v in final['model'].items() if k not in before or not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(('gate.', 'log_eps')) for k in changed), changed
+    assert 'layer1.0.conv1.1.running_mean' not in changed  # frozen in eval mode: statistics kept
