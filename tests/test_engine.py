@@ -137,9 +137,11 @@ onnx_ready = all(importlib.util.find_spec(m) for m in ('onnx', 'onnxscript', 'on
 
 @pytest.mark.skipif(not onnx_ready, reason='the ONNX backend needs the optional packages onnx, onnxscript and '
                                           'onnxruntime (pip install onnx onnxscript onnxruntime)')
-def test_onnx_backend_reproduces_torch(tmp_path):
+@pytest.mark.parametrize('gate', [[], [2, 4]], ids=['lite', 'gated_lite'])
+def test_onnx_backend_reproduces_torch(tmp_path, gate):
     from inference.onnx_backend import OnnxCascade, export_cascade, is_export
-    model = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2).eval()
+    model = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8],
+                                   gate_radii=gate), 2).eval()
     with torch.no_grad():  # the input mask weighs in (as trained), so the global result has crops to refine
         model.prior_scale.fill_(4.0)
     folder = export_cascade(model, tmp_path / 'export')

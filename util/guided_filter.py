@@ -41,32 +41,36 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def _coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor
-                  ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The box means of the linear coefficients (a per guide channel, b), each B x K x H x W."""
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box means of the linear coefficients: a (B x C x K x H x W, one per guide channel) and b (B x K x H x W)."""
     mean_i, mean_p = box_mean(guide, r), box_mean(src, r)
-    channels = guide.shape[1]
-    # cov(guide channel c, src): B x K each.
-    cov_ip = [box_mean(guide[:, c:c + 1] * src, r) - mean_i[:, c:c + 1] * mean_p for c in range(channels)]
+    channels, k = guide.shape[1], src.shape[1]
+
+    def outer(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # B x (C * K), guide channel major
+        return (g.unsqueeze(2) * p.unsqueeze(1)).flatten(1, 2)
+    # cov(guide channel c, src), B x K each; one box filter over all C x K products.
+    cov_ip = box_mean(outer(guide, src), r) - outer(mean_i, mean_p)
     if channels == 1:
-        a = [cov_ip[0] / (box_mean(guide * guide, r) - mean_i * mean_i + eps)]
+        a = cov_ip / (box_mean(guide * guide, r) - mean_i * mean_i + eps)
     else:
         # Covariance entries (rr, rg, rb, gg, gb, bb), regularised on the diagonal.
         pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
         prods = torch.cat([guide[:, i:i + 1] * guide[:, j:j + 1] for i, j in pairs], 1)
         cov = box_mean(prods, r) - torch.cat([mean_i[:, i:i + 1] * mean_i[:, j:j + 1] for i, j in pairs], 1)
-        rr, rg, rb, gg, gb, bb = (cov[:, k:k + 1] for k in range(6))
+        rr, rg, rb, gg, gb, bb = cov.split(1, 1)
         rr, gg, bb = rr + eps, gg + eps, bb + eps
         # Inverse of the symmetric 3 x 3 matrix via its adjugate.
         inv = (gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb,
                rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg)
         det = rr * inv[0] + rg * inv[1] + rb * inv[2]
         i_rr, i_rg, i_rb, i_gg, i_gb, i_bb = inv
-        cr, cg, cb = cov_ip
-        a = [(i_rr * cr + i_rg * cg + i_rb * cb) / det,
-             (i_rg * cr + i_gg * cg + i_gb * cb) / det,
-             (i_rb * cr + i_gb * cg + i_bb * cb) / det]
-    b = mean_p - sum(a_c * mean_i[:, c:c + 1] for c, a_c in enumerate(a))
-    return list(box_mean(torch.cat(a, 1), r).split(src.shape[1], 1)), box_mean(b, r)
+        cr, cg, cb = cov_ip.split(k, 1)
+        a = torch.cat([i_rr * cr + i_rg * cg + i_rb * cb,
+                       i_rg * cr + i_gg * cg + i_gb * cb,
+                       i_rb * cr + i_gb * cg + i_bb * cb], 1).unflatten(1, (channels, k)) / det.unsqueeze(1)
+        a = a.flatten(1, 2)
+    b = mean_p - (a.unflatten(1, (channels, k)) * mean_i.unsqueeze(2)).sum(1)
+    return box_mean(a, r).unflatten(1, (channels, k)), box_mean(b, r)
 
 
 def _check(guide: torch.Tensor, src: torch.Tensor) -> None:
@@ -86,7 +90,7 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | t
     """
     _check(guide, src)
     a, b = _coefficients(guide, src, r, eps)
-    return sum(a_c * guide[:, c:c + 1] for c, a_c in enumerate(a)) + b
+    return (a * guide.unsqueeze(2)).sum(1) + b
 
 
 def fast_guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor,
@@ -101,5 +105,6 @@ def fast_guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: floa
     size = guide.shape[-2:]
     a, b = _coefficients(F.avg_pool2d(guide, step, ceil_mode=True), F.avg_pool2d(src, step, ceil_mode=True),
                          max(1, r // step), eps)
-    up = F.interpolate(torch.cat(a + [b], 1), size=size, mode='bilinear', align_corners=False).split(src.shape[1], 1)
-    return sum(a_c * guide[:, c:c + 1] for c, a_c in enumerate(up[:-1])) + up[-1]
+    up = F.interpolate(torch.cat((a.flatten(1, 2), b), 1), size=size, mode='bilinear', align_corners=False)
+    a, b = up[:, :-src.shape[1]].unflatten(1, a.shape[1:3]), up[:, -src.shape[1]:]
+    return (a * guide.unsqueeze(2)).sum(1) + b
