@@ -73,13 +73,8 @@ def _coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | t
     return box_mean(a, r).unflatten(1, (channels, k)), box_mean(b, r)
 
 
-def _check(guide: torch.Tensor, src: torch.Tensor) -> None:
-    if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, 3) or src.dim() != 4:
-        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
-                         'B x 1|3 x H x W and B x K x H x W of one size')
-
-
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor) -> torch.Tensor:
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor,
+                  step: int = 1) -> torch.Tensor:
     """Filter each channel of ``src`` (B x K x H x W) with the edges of ``guide`` (B x 1 x H x W or B x 3 x H x W).
 
     The output (B x K x H x W) is locally a linear function of the guide, q = mean(a) . guide + mean(b), with
@@ -87,24 +82,20 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | t
     guide units: 1e-4 for a guide in [0, 1] keeps edges of contrast above about 0.01). With a colour guide, a is
     a 3-vector and the fit solves a 3 x 3 system per pixel (closed form, via the adjugate). The guide's
     statistics are computed once for all K channels.
+
+    ``step`` > 1: the fast guided filter (He & Sun 2015): (a, b) are fitted on ``step`` x ``step`` area means of
+    the guide and source, at radius ``max(1, r // step)`` there, then bilinearly upsampled and applied to the
+    full-resolution guide, which keeps its edges; the full-resolution cost no longer grows with the statistics.
     """
-    _check(guide, src)
-    a, b = _coefficients(guide, src, r, eps)
-    return (a * guide.unsqueeze(2)).sum(1) + b
-
-
-def fast_guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor,
-                       step: int) -> torch.Tensor:
-    """:func:`guided_filter` with its coefficients fitted on ``step`` x ``step`` area means of the guide and
-    source, at radius ``max(1, r // step)`` there, then bilinearly upsampled and applied to the full-resolution
-    guide (He & Sun 2015): the full-resolution cost no longer grows with K x the statistics, and the output
-    keeps the guide's full-resolution edges. ``step`` 1 is :func:`guided_filter` itself."""
-    _check(guide, src)
+    if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, 3) or src.dim() != 4 or step < 1:
+        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
+                         f'B x 1|3 x H x W and B x K x H x W of one size, step ({step}) at least 1')
     if step == 1:
-        return guided_filter(guide, src, r, eps)
-    size = guide.shape[-2:]
-    a, b = _coefficients(F.avg_pool2d(guide, step, ceil_mode=True), F.avg_pool2d(src, step, ceil_mode=True),
-                         max(1, r // step), eps)
-    up = F.interpolate(torch.cat((a.flatten(1, 2), b), 1), size=size, mode='bilinear', align_corners=False)
-    a, b = up[:, :-src.shape[1]].unflatten(1, a.shape[1:3]), up[:, -src.shape[1]:]
+        a, b = _coefficients(guide, src, r, eps)
+    else:
+        a, b = _coefficients(F.avg_pool2d(guide, step, ceil_mode=True), F.avg_pool2d(src, step, ceil_mode=True),
+                             max(1, r // step), eps)
+        up = F.interpolate(torch.cat((a.flatten(1, 2), b), 1), size=guide.shape[-2:], mode='bilinear',
+                           align_corners=False)
+        a, b = up[:, :-src.shape[1]].unflatten(1, a.shape[1:3]), up[:, -src.shape[1]:]
     return (a * guide.unsqueeze(2)).sum(1) + b

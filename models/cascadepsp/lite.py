@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from util.guided_filter import fast_guided_filter, guided_filter
+from util.guided_filter import guided_filter
 from models.cascadepsp.psp import PyramidPooling
 from models.cascadepsp.three_level import ThreeLevelCascade
 from util.transforms import denormalize_image
@@ -183,11 +183,11 @@ class LiteRefinementModule(ThreeLevelCascade):
                s2: torch.Tensor) -> torch.Tensor:
         """Per-pixel convex combination of the candidates (all B x 1 x H x W in [0, 1]): ``q`` the filtered
         output, ``m`` the input mask, and guided filters of (m, p) at each gate radius r, fitted at stride
-        max(2, r // 2) (:func:`fast_guided_filter`). ``s2``: the stride-2 decoder features. The weights are
+        max(2, r // 2) (the fast guided filter). ``s2``: the stride-2 decoder features. The weights are
         computed at stride 2 (on 2 x 2 means of the candidates) and upsampled, so at full resolution the gate
         costs a softmax and a sum."""
         both = torch.cat((m, p), 1)
-        cands = torch.cat([q, m] + [fast_guided_filter(guide, both, r, self.gate_eps, max(2, r // 2)).clamp(0, 1)
+        cands = torch.cat([q, m] + [guided_filter(guide, both, r, self.gate_eps, max(2, r // 2)).clamp(0, 1)
                                     for r in self.gate_radii], 1)
         small = F.avg_pool2d(cands, 2, ceil_mode=True)
         logits = self.gate(torch.cat((self._resize(s2, tuple(small.shape[-2:])), small), 1))
