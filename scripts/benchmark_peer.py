@@ -15,12 +15,17 @@ context, one run each of ``exact=True`` (bit-identical to the package), the rese
 Issue 18's goal 3 is the last table: ``lite`` Global+Local on the Figure 1 image against the package's Global
 step on the same image, alternating in pairs.
 
-The allocator settings are each process's defaults on both sides (no ``MALLOC_*`` or ``LD_PRELOAD`` changes).
+Allocator settings: the processes start with glibc's defaults on both sides (no ``MALLOC_*`` or ``LD_PRELOAD``
+changes). The project keeps freed memory while it refines (:mod:`util.malloc`, on by default); the package does
+not. For the record, two context runs show what that setting is worth on each side: the project with it
+turned off (``SEGREFINE_KEEP_FREED_MEMORY=0``) and the package under the same setting given through glibc's
+environment (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``, for the whole process).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -77,6 +82,13 @@ def stub_torchvision() -> bool:
     sys.modules['torchvision'].transforms = transforms
     sys.modules['torchvision.transforms'] = transforms
     return True
+
+
+#: Context sides that run another side with a different allocator setting: side -> (the side, environment).
+ALLOCATOR_SIDES = {
+    'project_malloc_default': ('project', {'SEGREFINE_KEEP_FREED_MEMORY': '0'}),
+    'package_freed_kept': ('package', {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}),
+}
 
 
 def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads: int) -> dict:
@@ -160,29 +172,34 @@ def main() -> int:
 
         def run(side: str, case: str, i: int) -> tuple[dict, np.ndarray]:
             out = folder / f'{side}_{case}_{i}.npy'
-            spec = json.dumps({'side': side, 'case': case, 'folder': str(folder), 'out': str(out)})
+            child, env = ALLOCATOR_SIDES.get(side, (side, {}))
+            spec = json.dumps({'side': child, 'case': case, 'folder': str(folder), 'out': str(out)})
             proc = subprocess.run([sys.executable, __file__, '--child', spec, '--threads', str(args.threads),
-                                   '--samples', args.samples], capture_output=True, text=True)
+                                   '--samples', args.samples], capture_output=True, text=True,
+                                  env={**os.environ, **env})
             if proc.returncode:
                 raise RuntimeError(f'{side} {case}: {proc.stderr[-2000:]}')
             return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out)
 
+        context_sides = ('project_exact', 'project_research', 'lite', *ALLOCATOR_SIDES)
         print('| case | package (s) | project (s) | ratio | differing pixels, max difference (of 255) | '
-              'exact: identical | research (s) | lite (s) | peak RSS package / project (GiB) |')
-        print('|---|---|---|---|---|---|---|---|---|')
+              'exact: identical | research (s) | lite (s) | project, malloc default (s) | '
+              'package, freed memory kept (s) | peak RSS package / project (/ malloc default) (GiB) |')
+        print('|---|---|---|---|---|---|---|---|---|---|---|')
         for case in args.case:
             times, peaks, outputs = _pairs(run, case, ('package', 'project'), args.pairs)
-            for side in () if args.no_context else ('project_exact', 'project_research', 'lite'):
+            for side in () if args.no_context else context_sides:
                 result, outputs[side] = run(side, case, 0)  # one run each: context, not the ratio
                 times[side], peaks[side] = [result['seconds']], result['peak_gib']
-            context = (['-'] * 3 if args.no_context else
-                       ['yes' if np.array_equal(outputs['package'], outputs['project_exact']) else 'NO',
-                        f"{times['project_research'][0]:.2f}", f"{times['lite'][0]:.2f}"])
+            context = (['-'] * 5 if args.no_context else
+                       ['yes' if np.array_equal(outputs['package'], outputs['project_exact']) else 'NO']
+                       + [f"{times[side][0]:.2f}" for side in context_sides[1:]])
             ratios = [b / a for a, b in zip(times['package'], times['project'])]
             diff = np.abs(outputs['project'].astype(int) - outputs['package'])
             print(f"| {case} | {statistics.median(times['package']):.2f} | {statistics.median(times['project']):.2f}"
                   f" | {statistics.median(ratios):.2f} | {100 * (diff > 0).mean():.3f}%, {diff.max()} | "
-                  f"{' | '.join(context)} | {peaks['package']:.2f} / {peaks['project']:.2f} |", flush=True)
+                  f"{' | '.join(context)} | {peaks['package']:.2f} / {peaks['project']:.2f}"
+                  f"{'' if args.no_context else f' / {peaks[context_sides[3]]:.2f}'} |", flush=True)
         if args.lite_pairs:
             times, peaks, _ = _pairs(run, 'fig1_fast', ('package', 'lite_global_local'), args.lite_pairs)
             ratios = [b / a for a, b in zip(times['package'], times['lite_global_local'])]

@@ -2,6 +2,7 @@
 counterparts, reduced precision, and the ONNX Runtime backend (skipped without its optional packages)."""
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import warnings
@@ -12,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import inference.predict as predict
 from inference.engine import check_precision, precision_scope, prepare
 from inference.predict import image_tensors, refine_image
 from inference.refiner import Refiner
@@ -20,6 +22,7 @@ from models.cascadepsp.psp import PyramidPooling, adaptive_avg_pool2d
 from models.cascadepsp.upsample import UpsampleBlock
 from models.registry import build_model
 from models.seeded import seed_model
+from util import malloc
 from util.fastconv import FastConv2d, FoldedBatchNorm2d, speed_up, winograd_available
 
 
@@ -96,6 +99,106 @@ def test_reordered_linear_maps_equal_the_authors_order():
     assert torch.equal(exact[0], reference[0])  # exact: the authors' concatenated form
     for a, b in zip(fast, exact):
         torch.testing.assert_close(a, b, atol=1e-5 * float(b.abs().max()), rtol=0)
+    psp.exact = up.exact = False
+    for batch in (slice(0, 1), slice(0, 2)):  # the block's inference buffer, one image and several
+        with torch.no_grad():
+            torch.testing.assert_close(up(x[batch], skip[batch]), exact[1][batch], atol=1e-5 * float(exact[1].abs().max()),
+                                       rtol=0)
+    x_tall, skip_tall = torch.randn(1, 32, 37, 9), torch.randn(1, 8, 74, 18)
+    with torch.no_grad():
+        whole = up(x_tall, skip_tall)
+        up.strip_bytes = 1  # 16-row strips: 5 of them, the last one short
+        strips = up(x_tall, skip_tall)
+        up.strip_bytes, up.exact = UpsampleBlock.strip_bytes, True
+        tall_exact = up(x_tall, skip_tall)
+        up.exact = False
+    torch.testing.assert_close(strips, whole, atol=1e-5 * float(whole.abs().max()), rtol=0)
+    torch.testing.assert_close(strips, tall_exact, atol=1e-5 * float(whole.abs().max()), rtol=0)
+    with_grad = up(x, skip)  # autograd: the plain concatenation (writes into a buffer would break it)
+    assert with_grad.requires_grad
+    torch.testing.assert_close(with_grad.detach(), exact[1], atol=1e-5 * float(exact[1].abs().max()), rtol=0)
+    up.train()  # batch statistics: the norm must not move before the upsampling (the plain path runs)
+    with torch.no_grad():
+        train_fast = up(x, skip)
+        up.exact = True
+        train_exact = up(x, skip)
+    torch.testing.assert_close(train_fast, train_exact, atol=1e-5 * float(train_exact.abs().max()), rtol=0)
+
+
+class _RecordingLibc:
+    """Stands in for glibc in :mod:`util.malloc`: records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append(('mallopt', param, value))
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(('malloc_trim', pad))
+        return 1
+
+
+def test_keep_freed_memory_sets_and_restores_glibc(monkeypatch):
+    libc = _RecordingLibc()
+    monkeypatch.setattr(malloc, '_LIBC', libc)
+    keep = [('mallopt', malloc._M_MMAP_MAX, 0), ('mallopt', malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+    restore = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_TRIM_THRESHOLD, 128 * 1024),
+               ('malloc_trim', 0)]
+    with malloc.keep_freed_memory():
+        with malloc.keep_freed_memory():  # nested: the outermost block sets and restores
+            assert libc.calls == keep
+        assert libc.calls == keep
+    assert libc.calls == keep + restore and malloc._depth == 0
+    libc.calls.clear()
+    with pytest.raises(KeyError), malloc.keep_freed_memory():
+        raise KeyError('restored on errors too')
+    assert libc.calls == keep + restore and malloc._depth == 0
+    libc.calls.clear()
+    with malloc.keep_freed_memory(enabled=False):
+        pass
+    assert libc.calls == []
+
+
+def test_refine_image_keeps_freed_memory_unless_turned_off(lite, monkeypatch):
+    libc = _RecordingLibc()
+    monkeypatch.setattr(malloc, '_LIBC', libc)
+    image, mask = _scene()
+    refine_image(lite, *image_tensors(image, mask), CascadeConfig(L=64, global_only=True))
+    assert libc.calls[0] == ('mallopt', malloc._M_MMAP_MAX, 0) and libc.calls[-1] == ('malloc_trim', 0)
+    libc.calls.clear()
+    monkeypatch.setattr(predict, 'KEEP_FREED_MEMORY', False)  # SEGREFINE_KEEP_FREED_MEMORY=0
+    refine_image(lite, *image_tensors(image, mask), CascadeConfig(L=64, global_only=True))
+    assert libc.calls == []
+
+
+@pytest.mark.skipif(not malloc.available() or not hasattr(ctypes.CDLL(None), 'mallinfo2'),
+                    reason='needs glibc 2.33+ (mallinfo2) to observe the allocator')
+def test_keep_freed_memory_serves_large_blocks_from_the_heap():
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]
+
+    info = ctypes.CDLL(None).mallinfo2
+    info.restype = Mallinfo2
+
+    def mmapped_growth() -> tuple[int, int]:
+        """(bytes, growth of the bytes in mmapped blocks) of an allocation larger than every free block of the
+        heap (earlier tests leave some), so that glibc must take new memory for it."""
+        size = info().fordblks + 64 * 2 ** 20
+        before = info().hblkhd
+        block = torch.empty(size // 4)  # not touched: no resident memory
+        grown = info().hblkhd - before
+        del block
+        return size, grown
+
+    size, grown = mmapped_growth()
+    assert grown >= size  # glibc's default: a block this large is mmapped
+    with malloc.keep_freed_memory():
+        assert mmapped_growth()[1] == 0  # from the heap
+    size, grown = mmapped_growth()
+    assert grown >= size  # defaults restored
 
 
 def test_prepare_toggles_the_arithmetic(lite):

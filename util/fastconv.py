@@ -33,8 +33,9 @@ def winograd_available() -> bool:
     return hasattr(torch, '_nnpack_available') and torch._nnpack_available()
 
 
-def _plain() -> bool:
-    """Whether the plain operations must run: gradients, or a graph being captured."""
+def plain_ops() -> bool:
+    """Whether the plain operations must run: gradients, or a graph being captured (compiled, exported). Inference
+    shortcuts elsewhere (writes into preallocated buffers, reordered linear maps) check it too."""
     return torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
@@ -64,7 +65,7 @@ class FastConv2d(nn.Conv2d):
         return self.__dict__['_folded']
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _plain():
+        if plain_ops():
             return super().forward(x)
         weight, bias = self._weights()
         if not (self.winograd and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
@@ -82,7 +83,7 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
     """An ``nn.BatchNorm2d`` folded into the :class:`FastConv2d` before it: in inference it passes its input on."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) if self.training or _plain() else x
+        return super().forward(x) if self.training or plain_ops() else x
 
 
 def _winograd_shape(m: nn.Conv2d) -> bool:

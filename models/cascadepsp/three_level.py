@@ -86,6 +86,7 @@ class ThreeLevelCascade(nn.Module):
             out['out_28'] = self._resize(self.stride8(feats, mask), size)
             inter_s8 = torch.tanh(out['out_28'])
 
+        feats = None  # the previous level's features go before the next level's are made (peak memory)
         if inter_s4 is None:  # level 2: refine the level-1 stride-8 output
             feats = self.encode(image, mask, inter_s8, inter_s8)
             out['out_28_2'] = self._resize(self.stride8(feats, inter_s8), size)
@@ -94,6 +95,7 @@ class ThreeLevelCascade(nn.Module):
             inter_s8, inter_s4 = torch.tanh(out['out_28_2']), torch.tanh(out['out_56'])
 
         # Level 3: all three strides.
+        feats = None
         feats = self.encode(image, mask, inter_s8, inter_s4)
         out['out_28_3'] = self._resize(self.stride8(feats, inter_s8), size)
         s4, decoder = self.stride4(feats, inter_s4)
