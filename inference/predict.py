@@ -13,9 +13,9 @@ from methods import Refined, method_of_model
 from util.malloc import keep_freed_memory
 from util.transforms import rgb_tensor
 
-#: Whether :func:`refine_image` keeps freed memory in the process while it runs (:mod:`util.malloc`: on glibc,
-#: about a third faster on CPUs at the same peak memory within 10%). ``SEGREFINE_KEEP_FREED_MEMORY=0`` in the
-#: environment turns it off; assign to change it at run time.
+#: Whether :func:`refine_image` keeps freed memory in the process while it runs (:mod:`util.malloc`; on glibc,
+#: CascadePSP on the CPU took about a quarter less time for a 20-35% higher peak RSS in scripts/benchmark_peer.py).
+#: ``SEGREFINE_KEEP_FREED_MEMORY=0`` in the environment turns it off; assign to change it at run time.
 KEEP_FREED_MEMORY = os.environ.get('SEGREFINE_KEEP_FREED_MEMORY', '1') != '0'
 
 

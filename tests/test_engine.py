@@ -102,8 +102,8 @@ def test_reordered_linear_maps_equal_the_authors_order():
     psp.exact = up.exact = False
     for batch in (slice(0, 1), slice(0, 2)):  # the block's inference buffer, one image and several
         with torch.no_grad():
-            torch.testing.assert_close(up(x[batch], skip[batch]), exact[1][batch], atol=1e-5 * float(exact[1].abs().max()),
-                                       rtol=0)
+            torch.testing.assert_close(up(x[batch], skip[batch]), exact[1][batch],
+                                       atol=1e-5 * float(exact[1].abs().max()), rtol=0)
     x_tall, skip_tall = torch.randn(1, 32, 37, 9), torch.randn(1, 8, 74, 18)
     with torch.no_grad():
         whole = up(x_tall, skip_tall)
@@ -144,8 +144,8 @@ def test_keep_freed_memory_sets_and_restores_glibc(monkeypatch):
     libc = _RecordingLibc()
     monkeypatch.setattr(malloc, '_LIBC', libc)
     keep = [('mallopt', malloc._M_MMAP_MAX, 0), ('mallopt', malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
-    restore = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_TRIM_THRESHOLD, 128 * 1024),
-               ('malloc_trim', 0)]
+    restore = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_MMAP_THRESHOLD, 32 * 2 ** 20),
+               ('mallopt', malloc._M_TRIM_THRESHOLD, 64 * 2 ** 20), ('malloc_trim', 0)]
     with malloc.keep_freed_memory():
         with malloc.keep_freed_memory():  # nested: the outermost block sets and restores
             assert libc.calls == keep

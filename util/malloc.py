@@ -9,9 +9,9 @@ freed blocks that the next request does not fit stay resident until the block en
 
 :func:`keep_freed_memory` sets ``M_MMAP_MAX`` to 0 (every block from the heap) and ``M_TRIM_THRESHOLD`` to
 its largest value (freed memory is not returned) for the block only; the outermost block restores glibc's
-defaults and calls ``malloc_trim(0)``, so the process's resident memory after the block is what it was
-without the setting. The settings are process-wide while a block runs (other threads' allocations are
-served the same way). Elsewhere than glibc (macOS, Windows, musl) it does nothing.
+usual regime (:data:`_RESTORED`) and calls ``malloc_trim(0)``, which returns the free pages to the system. The
+settings are process-wide while a block runs (other threads' allocations are served the same way). Elsewhere
+than glibc (macOS, Windows, musl) it does nothing.
 """
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ import ctypes
 import threading
 from typing import Iterator
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-#: glibc's defaults, restored after the outermost block (DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD).
-_DEFAULT_MMAP_MAX, _DEFAULT_TRIM_THRESHOLD = 65536, 128 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+#: What the outermost block leaves: glibc's DEFAULT_MMAP_MAX, and the thresholds its dynamic adjustment reaches
+#: in a process that frees large blocks (mmap above 32 MiB, the adjustment's maximum on 64-bit; trim above
+#: twice that). Any ``mallopt`` turns that adjustment off for good, so restoring its starting values (128 KiB)
+#: would leave every tensor from 128 KiB up mmapped afresh for the rest of the process.
+_RESTORED = ((_M_MMAP_MAX, 65536), (_M_MMAP_THRESHOLD, 32 * 2 ** 20), (_M_TRIM_THRESHOLD, 64 * 2 ** 20))
 _INT_MAX = 2 ** 31 - 1
 
 _lock = threading.Lock()
@@ -67,6 +70,6 @@ def keep_freed_memory(enabled: bool = True) -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                _LIBC.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                _LIBC.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                for param, value in _RESTORED:
+                    _LIBC.mallopt(param, value)
                 _LIBC.malloc_trim(0)

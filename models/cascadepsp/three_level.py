@@ -95,7 +95,7 @@ class ThreeLevelCascade(nn.Module):
             inter_s8, inter_s4 = torch.tanh(out['out_28_2']), torch.tanh(out['out_56'])
 
         # Level 3: all three strides.
-        feats = None
+        feats = None  # as above
         feats = self.encode(image, mask, inter_s8, inter_s4)
         out['out_28_3'] = self._resize(self.stride8(feats, inter_s8), size)
         s4, decoder = self.stride4(feats, inter_s4)
