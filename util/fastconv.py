@@ -39,6 +39,15 @@ def plain_ops() -> bool:
     return torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
 
 
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), each of C values: the eval-mode batch norm as ``x * scale + shift`` per channel."""
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    return scale, shift if bn.bias is None else shift + bn.bias
+
+
 class FastConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` that, in inference, folds the batch norm after it (``folded_bn``) and, with ``winograd``,
     runs NNPACK's Winograd convolution on float32 CPU inputs (B x C x H x W; one NNPACK call per image: its
@@ -54,12 +63,8 @@ class FastConv2d(nn.Conv2d):
         tensors = (self.weight, self.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
         key = tuple((t.data_ptr(), t._version) if t is not None else None for t in tensors)
         if self.__dict__.get('_folded_key') != key:  # the weights changed (loaded, moved): fold again
-            scale = bn.running_var.add(bn.eps).rsqrt()
-            if bn.weight is not None:
-                scale = scale * bn.weight
-            bias = -bn.running_mean * scale if self.bias is None else (self.bias - bn.running_mean) * scale
-            if bn.bias is not None:
-                bias = bias + bn.bias
+            scale, shift = bn_affine(bn)
+            bias = shift if self.bias is None else self.bias * scale + shift
             self.__dict__['_folded'] = (self.weight * scale.reshape(-1, 1, 1, 1), bias)
             self.__dict__['_folded_key'] = key
         return self.__dict__['_folded']

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from util.fastconv import plain_ops
+from util.fastconv import bn_affine, plain_ops
 
 
 def upsample_concat(x: torch.Tensor, skip: torch.Tensor, x_shift: torch.Tensor | None = None,
@@ -61,17 +61,16 @@ class UpsampleBlock(nn.Module):
         self.shortcut = nn.Conv2d(x_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if self.exact:
+        up = None
+        if self.exact or self.conv[0].training or plain_ops():
             up = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False)
             p = self.conv(torch.cat([up, skip], 1))
+        else:
+            p = self.conv[5](self._first_conv(x, skip))
+        if self.exact:
             p += self.shortcut(up)
         else:
-            bn = self.conv[0]
-            if bn.training or plain_ops():
-                p = self.conv(torch.cat([F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=False),
-                                         skip], 1))
-            else:
-                p = self.conv[5](self._first_conv(x, skip))
+            del up
             p += F.interpolate(self.shortcut(x), scale_factor=2, mode='bilinear', align_corners=False)
         return self.conv2(p).add_(p)
 
@@ -87,11 +86,8 @@ class UpsampleBlock(nn.Module):
         the strip (interior rows are then the same as the whole map's; only the Winograd transform's rounding,
         which depends on where its tiles fall, differs). B x out_channels x 2h x 2w.
         """
-        bn, first = self.conv[0], self.conv[2:5]
-        scale = bn.running_var.add(bn.eps).rsqrt()
-        scale = scale if bn.weight is None else scale * bn.weight
-        shift = -bn.running_mean * scale if bn.bias is None else bn.bias - bn.running_mean * scale
-        scale, shift = scale.to(x.dtype)[:, None, None], shift.to(x.dtype)[:, None, None]
+        first = self.conv[2:5]
+        scale, shift = (t.to(x.dtype)[:, None, None] for t in bn_affine(self.conv[0]))
         c, h, (height, width) = x.shape[1], x.shape[-2], skip.shape[-2:]
 
         def piece(xs: torch.Tensor, ss: torch.Tensor) -> torch.Tensor:
