@@ -102,8 +102,12 @@ def _run_stages(method: Method, preset: str, only: str | None, exp_id: str, expl
                                  f'give --load saves/RUN_{exp_id}_{earlier}/checkpoint_{iteration or "final"}.pth')
             values['load'] = str(finished[earlier].parent / (f'checkpoint_{iteration}.pth' if iteration
                                                              else 'checkpoint_final.pth'))
-        cfg = method.TrainConfig(**{**values, **explicit})
         log.info('preset %s, stage %s', preset, stage.name)
+        if stage.run is not None:  # not the training loop: its own settings, and where the loop's flags say
+            shared = {k: v for k, v in explicit.items() if k in ('save_dir', 'data_root', 'threads', 'load')}
+            finished[stage.name] = stage.run({**values, **shared})
+            continue
+        cfg = method.TrainConfig(**{**values, **explicit})
         final = train(cfg)
         if final is not None:
             finished[stage.name] = final

@@ -7,9 +7,12 @@ procedure pads as for PyTorch):
 * ``global.onnx``: (image, mask) -> (pred_224, pred_56_2), all three levels (the Global step and the fast mode);
 * ``local.onnx``: (image, mask, inter_s8) -> pred_224, levels 2 and 3 (the Local step's crops: the binarised global
   mask as the input mask, the global stride-4 map in place of level 1's output);
+* ``local3.onnx``: (image, mask, inter_s8, inter_s4) -> pred_224, level 3 alone (the Local step with
+  ``local_levels`` 1, ``lite``'s default: the global stride-4 map in place of both level-2 outputs);
 
 and ``meta.json`` (architecture, hyper-parameters, a digest of the weights, opset), so an export folder
-describes itself. ``onnx``, ``onnxscript`` (to export) and ``onnxruntime`` (to run) are optional extras::
+describes itself. A network's arbiter (:mod:`models.cascadepsp.arbiter`, run by the procedure on the result) is
+not a graph: its weights go into ``arbiter.pt`` and it runs in PyTorch. ``onnx``, ``onnxscript`` (to export) and ``onnxruntime`` (to run) are optional extras::
 
     pip install onnx onnxscript onnxruntime
     python scripts/export_onnx.py lite exports/lite
@@ -28,11 +31,15 @@ import torch
 import torch.nn as nn
 
 from models.checkpoint import weights_digest
+from models.cascadepsp.arbiter import Arbiter
+from models.registry import ARCHITECTURES
 
 #: graph -> (input names, output keys of :data:`models.cascadepsp.three_level.OUTPUT_KEYS`).
 GRAPHS = {'global': (('image', 'mask'), ('pred_224', 'pred_56_2')),
-          'local': (('image', 'mask', 'inter_s8'), ('pred_224',))}
+          'local': (('image', 'mask', 'inter_s8'), ('pred_224',)),
+          'local3': (('image', 'mask', 'inter_s8', 'inter_s4'), ('pred_224',))}
 META = 'meta.json'
+ARBITER = 'arbiter.pt'
 
 
 class MissingExtra(ImportError):
@@ -54,14 +61,14 @@ class _Graph(nn.Module):
         super().__init__()
         self.model, self.outputs = model, outputs
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, inter_s8: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, ...]:
-        out = self.model(image, mask, inter_s8)
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, inter_s8: torch.Tensor | None = None,
+                inter_s4: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        out = self.model(image, mask, inter_s8, inter_s4)
         return tuple(out[k] for k in self.outputs)
 
 
 def export_cascade(model: nn.Module, folder: str | os.PathLike, opset: int = 18) -> Path:
-    """Export ``model`` (a three-level cascade, float32, the default arithmetic) into ``folder``: the two graphs
+    """Export ``model`` (a three-level cascade, float32, the default arithmetic) into ``folder``: the graphs
     and ``meta.json``, written under temporary names and renamed, so an interrupted export leaves no folder
     that looks complete. Returns the folder."""
     _require('onnxscript', 'exporting to ONNX')
@@ -71,7 +78,7 @@ def export_cascade(model: nn.Module, folder: str | os.PathLike, opset: int = 18)
     w = torch.export.Dim('w', min=1, max=2048)
     batch = torch.export.Dim('batch', min=1, max=256)
     example = {'image': torch.randn(2, 3, 96, 128), 'mask': torch.rand(2, 1, 96, 128) * 2 - 1,
-               'inter_s8': torch.rand(2, 1, 96, 128) * 2 - 1}
+               'inter_s8': torch.rand(2, 1, 96, 128) * 2 - 1, 'inter_s4': torch.rand(2, 1, 96, 128) * 2 - 1}
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         for name, (inputs, outputs) in GRAPHS.items():
@@ -86,21 +93,25 @@ def export_cascade(model: nn.Module, folder: str | os.PathLike, opset: int = 18)
                 'torch': torch.__version__, 'graphs': {k: {'inputs': list(i), 'outputs': list(o)}
                                                        for k, (i, o) in GRAPHS.items()}}
         (Path(tmp) / META).write_text(json.dumps(meta, indent=1) + '\n')
-        for name in [f'{g}.onnx' for g in GRAPHS] + [META]:  # meta.json last: its presence marks a whole export
+        names = [f'{g}.onnx' for g in GRAPHS]
+        if getattr(model, 'arbiter', None) is not None:
+            torch.save(model.arbiter.state_dict(), Path(tmp) / ARBITER)
+            names.append(ARBITER)
+        for name in names + [META]:  # meta.json last: its presence marks a whole export
             os.replace(Path(tmp) / name, folder / name)
     return folder
 
 
 def is_export(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder written by :func:`export_cascade`."""
-    return (Path(path) / META).is_file()
+    """Whether ``path`` is a folder written by :func:`export_cascade` (with every graph of :data:`GRAPHS`)."""
+    return (Path(path) / META).is_file() and all((Path(path) / f'{g}.onnx').is_file() for g in GRAPHS)
 
 
 def cached_export(model: nn.Module, cache: Path) -> Path:
     """The export of ``model`` under ``cache`` (``onnx/ARCH-DIGEST``), made on first use."""
     folder = cache / 'onnx' / f'{model.arch}-{weights_digest(model)[:16]}'
     if not is_export(folder):
-        if folder.exists():  # an interrupted export
+        if folder.exists():  # an interrupted export, or one from before a graph was added
             shutil.rmtree(folder)
         export_cascade(model, folder)
     return folder
@@ -122,12 +133,22 @@ class OnnxCascade(nn.Module):
         ort = _require('onnxruntime', 'the ONNX backend')
         folder = Path(folder)
         if not is_export(folder):
-            raise FileNotFoundError(f'{folder}: not an ONNX export (no {META}); write one with scripts/export_onnx.py')
+            raise FileNotFoundError(f'{folder}: not an ONNX export (no {META}, or not every graph of '
+                                    f'{", ".join(GRAPHS)}); write one with scripts/export_onnx.py')
         try:
             meta = json.loads((folder / META).read_text())
             self.arch, self.hparams, self.folder = meta['arch'], meta['hparams'], folder
+            self.local_levels = getattr(ARCHITECTURES[self.arch], 'local_levels', 2)  # as the PyTorch network's
+            arbiter = Arbiter(**self.hparams['arbiter']) if self.hparams.get('arbiter') is not None else None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f'{folder / META}: not the description of an export ({e!r}); export again') from e
+        self.arbiter = None
+        if arbiter is not None:
+            try:
+                arbiter.load_state_dict(torch.load(folder / ARBITER, map_location='cpu', weights_only=True))
+            except Exception as e:  # missing, truncated or not the arbiter's weights
+                raise ValueError(f'{folder / ARBITER}: cannot load the arbiter\'s weights ({e}); export again') from e
+            self.arbiter = arbiter.eval()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.sessions = {}
@@ -141,10 +162,10 @@ class OnnxCascade(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, inter_s8: torch.Tensor | None = None,
                 inter_s4: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if inter_s4 is not None:
-            raise ValueError('the ONNX export runs all three levels, or levels 2-3 after inter_s8 (what the Global '
-                             'and Local steps use); level 3 alone (inter_s4) is not exported')
-        name = 'global' if inter_s8 is None else 'local'
+        if inter_s4 is not None and inter_s8 is None:
+            raise ValueError('inter_s4 needs inter_s8: level 3 takes both level-2 outputs')
+        name = 'global' if inter_s8 is None else 'local' if inter_s4 is None else 'local3'
         inputs, outputs = GRAPHS[name]
-        feed = {k: np.ascontiguousarray(t.detach().float().cpu().numpy()) for k, t in zip(inputs, (image, mask, inter_s8))}
+        feed = {k: np.ascontiguousarray(t.detach().float().cpu().numpy())
+                for k, t in zip(inputs, (image, mask, inter_s8, inter_s4))}
         return {k: torch.from_numpy(v) for k, v in zip(outputs, self.sessions[name].run(list(outputs), feed))}

@@ -19,6 +19,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,6 +74,10 @@ class Stage:
     name: str
     overrides: dict[str, Any]
     load_from: tuple[str, int | None] | None = None  #: (earlier stage, iteration; None: its final checkpoint)
+    #: A stage that is not the generic training loop (e.g. fitting the arbiter on a trained network): called with
+    #: its values (``overrides``, ``load``, ``exp_id`` and the command line's ``save_dir``, ``data_root``,
+    #: ``threads``), it returns the checkpoint it wrote.
+    run: Callable[[dict[str, Any]], Path] | None = None
 
 
 @dataclass(frozen=True)

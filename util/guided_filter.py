@@ -87,15 +87,23 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | t
     the guide and source, at radius ``max(1, r // step)`` there, then bilinearly upsampled and applied to the
     full-resolution guide, which keeps its edges; the full-resolution cost no longer grows with the statistics.
     """
-    if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, 3) or src.dim() != 4 or step < 1:
-        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
-                         f'B x 1|3 x H x W and B x K x H x W of one size, step ({step}) at least 1')
-    if step == 1:
-        a, b = _coefficients(guide, src, r, eps)
-    else:
-        a, b = _coefficients(F.avg_pool2d(guide, step, ceil_mode=True), F.avg_pool2d(src, step, ceil_mode=True),
-                             max(1, r // step), eps)
+    a, b = guided_filter_coefficients(guide, src, r, eps, step)
+    if step > 1:
         up = F.interpolate(torch.cat((a.flatten(1, 2), b), 1), size=guide.shape[-2:], mode='bilinear',
                            align_corners=False)
         a, b = up[:, :-src.shape[1]].unflatten(1, a.shape[1:3]), up[:, -src.shape[1]:]
     return (a * guide.unsqueeze(2)).sum(1) + b
+
+
+def guided_filter_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor,
+                               step: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box-averaged coefficients of :func:`guided_filter`: (a, B x C x K x h x w; b, B x K x h x w), so that
+    the output is (a . guide) summed over C, plus b. With ``step`` > 1 they are at the ``step`` x ``step``-pooled
+    resolution (h = ceil(H / step)), to be bilinearly upsampled (or sampled where needed) at full resolution."""
+    if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, 3) or src.dim() != 4 or step < 1:
+        raise ValueError(f'guided_filter: guide {tuple(guide.shape)} and src {tuple(src.shape)} must be '
+                         f'B x 1|3 x H x W and B x K x H x W of one size, step ({step}) at least 1')
+    if step == 1:
+        return _coefficients(guide, src, r, eps)
+    return _coefficients(F.avg_pool2d(guide, step, ceil_mode=True), F.avg_pool2d(src, step, ceil_mode=True),
+                         max(1, r // step), eps)

@@ -3,6 +3,7 @@ local pass), and the named presets of ``train.py --preset``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from methods.base import Stage, TrainConfig
 
@@ -16,6 +17,13 @@ class CascadeConfig:
     margin: int = 16        #: trimmed from every crop side that is not on the image border
     min_foreground: float = 0.1  #: crops whose global mask is below this foreground fraction are skipped
     max_foreground: float = 0.9  #: ... or above this one
+    local_levels: int | None = field(default=None, metadata={
+        'help': "cascade levels the Local step runs on each crop: 2, levels 2 and 3 (the authors'); 1, level 3 "
+                "alone, on the global stride-4 result as its stride-8 and stride-4 inputs (half the work); default: "
+                "the architecture's (2 for cascadepsp, 1 for lite, measured equal on the held-out benchmark)"})
+    arbiter: bool = field(default=True, metadata={
+        'help': "run the model's arbiter on the result, if it has one (models/cascadepsp/arbiter.py; the bundled "
+                "lite has one); --no-arbiter: the cascade's output as it is"})
     batch: int = field(default=1, metadata={'help': 'local crops per forward pass (results do not change)',
                                             'same_results': True})
     global_only: bool = field(default=False, metadata={'aliases': ('fast',), 'help': 'Global step only'})
@@ -32,6 +40,8 @@ class CascadeConfig:
             raise ValueError(f'L must be at least 8 pixels, got {self.L}')
         if self.stride <= 2 * self.margin:
             raise ValueError(f'stride ({self.stride}) must exceed twice the margin ({self.margin})')
+        if self.local_levels not in (None, 1, 2):
+            raise ValueError(f'local_levels must be 1 or 2, got {self.local_levels}')
         if self.batch < 1:
             raise ValueError(f'batch must be at least 1, got {self.batch}')
         if self.min_size is not None and self.min_size < 8:
@@ -61,6 +71,11 @@ class CascadeTrainConfig(TrainConfig):
     backbone: str | None = None    #: torchvision ImageNet ResNet-50 file to initialise the encoder
 
 
+def _arbiter_stage(values: dict) -> Path:
+    from methods.cascadepsp.arbiter_recipe import arbiter_stage  # it runs the inference, which imports this module
+    return arbiter_stage(values)
+
+
 #: The CPU recipe of the bundled ``lite`` weights (see docs/cascadepsp.md): shared flags, then the stages.
 _LITE_CPU = dict(arch='lite', data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], device='cpu',
                  batch_size=8, crop_size=192, schedule='cosine', workers=1, log_interval=50)
@@ -75,6 +90,10 @@ PRESETS: dict[str, tuple[Stage, ...]] = {
         Stage('stage2', dict(_LITE_CPU, degradation='mix_gentle', local_pass=0.5, iterations=1900, lr=5e-4,
                              warmup=50, save_interval=100, val_dir='data/val_mixed', val_interval=500),
               load_from=('stage1', 2400)),
+        # Stage 3: the arbiter (models/cascadepsp/arbiter.py) fitted on the stage-2 network's outputs.
+        Stage('arbiter', dict(data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], images=1000, samples=3000,
+                              epochs=8, hidden=64, seed=1, half=True),
+              load_from=('stage2', None), run=_arbiter_stage),
     ),
     # Experiments on near-right masks that were not shipped (docs/cascadepsp.md, "Near-right masks"); both
     # start from the bundled weights (the end of stage 2).

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from methods.base import Refined, model_device
 from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.padding import safe_forward
-from util.transforms import as_normalized
+from util.transforms import as_normalized, denormalize_image
 
 
 #: Images with a side under TINY_SIDE px are refined enlarged by an integer factor (towards a short side of
@@ -115,7 +115,8 @@ def _foreground(seg: torch.Tensor, win: Window) -> float:
 
 def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
                cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
-    """Refine L x L crops at full resolution with levels 2-3 and fuse them.
+    """Refine L x L crops at full resolution with levels 2-3 (or level 3 alone: ``cfg.local_levels``, by default
+    the model's ``local_levels``, else 2) and fuse them.
 
     Args:
         image: B x 3 x H x W full-resolution images (B > 1: several images of one size, e.g. object windows;
@@ -128,6 +129,7 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     """
     h, w = image.shape[-2:]
     dev = model_device(model)
+    levels = cfg.local_levels or getattr(model, 'local_levels', 2)
     # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
     # Full-resolution buffers are what limits the image size: the binarised mask is kept as bool, the crop
     # counts as uint8, and arithmetic happens in place (the same operations, so the same values).
@@ -145,8 +147,9 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
 
     for i in range(0, len(todo), cfg.batch):
         items = todo[i:i + cfg.batch]
-        pred = safe_forward(model, as_normalized(crops(image, items)),
-                            crops(seg, items).to(soft.dtype) * 2 - 1, crops(soft, items),
+        inter = crops(soft, items)
+        pred = safe_forward(model, as_normalized(crops(image, items)), crops(seg, items).to(soft.dtype) * 2 - 1,
+                            inter, inter if levels == 1 else None,
                             keys=('pred_224',))['pred_224'].to(fused.device)
         for j, (b, win) in enumerate(items):
             ky0, ky1, kx0, kx1 = win.keep
@@ -180,6 +183,20 @@ def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor
     return _bilinear(pred_224, (h, w), align_corners)
 
 
+def arbitrate(arbiter: nn.Module, image: torch.Tensor, coarse: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """Run ``arbiter`` (:class:`models.cascadepsp.arbiter.Arbiter`) on each image of a batch.
+
+    image: B x 3 x H x W uint8 or normalised; coarse: B x 1 x H x W in [0, 1] (the input mask is coarse > 0.5);
+    prob: B x 1 x H x W cascade output in [0, 1]. Returns B x 1 x H x W probabilities, on prob's device.
+    """
+    out = torch.empty_like(prob)
+    for b in range(image.shape[0]):
+        rgb = image[b] if image.dtype == torch.uint8 else denormalize_image(image[b:b + 1])[0].mul(255).round_().clamp_(0, 255).byte()
+        out[b, 0] = torch.from_numpy(arbiter(rgb.permute(1, 2, 0).cpu().numpy(), (coarse[b, 0] > 0.5).cpu().numpy(),
+                                             prob[b, 0].float().cpu().numpy()))
+    return out
+
+
 @torch.inference_mode()
 def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: CascadeConfig = CascadeConfig()
            ) -> Refined:
@@ -192,7 +209,12 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
             be alone.
         coarse: B x 1 x H x W coarse masks in [0, 1] (soft masks stay soft, as in the authors' research
             pipeline), same device.
-        cfg: L, stride, crop batch, global_only, min_size, compat ('pip': the authors' pip package).
+        cfg: L, stride, crop batch, global_only, min_size, local_levels, arbiter, compat ('pip': the authors'
+            pip package).
+
+    A model with an arbiter (:mod:`models.cascadepsp.arbiter`; the bundled ``lite``) has it choose, per pixel
+    near the boundaries, between the cascade's result, the input mask and guided filters of both
+    (``cfg.arbiter=False`` skips it).
 
     Returns:
         :class:`Refined` with B x 1 x H x W probabilities and ``stats['crops']``, the local crops run. An
@@ -224,6 +246,8 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
         pred_224, pred_56 = global_step(model, image_k, mask_k, cfg.L, upscale=pip)
         del mask, mask_k  # full resolution, and the Local step needs only the global result
         prob, crops = local_step(model, image_k, pred_224, pred_56, cfg)
+    if cfg.arbiter and getattr(model, 'arbiter', None) is not None:
+        prob = arbitrate(model.arbiter, image_k, coarse if image_k is image else coarse[keep], prob)
     if image_k is image:
         return Refined(prob, stats={'crops': crops})
     out = torch.zeros(coarse.shape, dtype=prob.dtype)

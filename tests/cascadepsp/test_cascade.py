@@ -97,6 +97,46 @@ def test_batched_crops_equal_one_at_a_time(seeded_model):
     torch.testing.assert_close(one, many, atol=1e-4, rtol=0)
 
 
+class _Recording(torch.nn.Module):
+    """A network that records which cascade inputs each call received."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, []
+        if hasattr(model, 'local_levels'):
+            self.local_levels = model.local_levels
+
+    def forward(self, image, mask, inter_s8=None, inter_s4=None):
+        self.calls.append((inter_s8 is not None, inter_s4 is not None and torch.equal(inter_s4, inter_s8)))
+        return self.model(image, mask, inter_s8, inter_s4)
+
+
+def test_local_levels(seeded_model):
+    """The Local step runs levels 2-3 (the authors') or level 3 alone on the global stride-4 map (lite's default)."""
+    from models.registry import build_model
+    from models.seeded import seed_model
+    lite = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2).eval()
+    with torch.no_grad():  # the input mask weighs in, so the global result has crops to refine
+        lite.prior_scale.fill_(4.0)
+    image, mask = _blob(70, 103)
+    im, seg = normalize_image(image), mask_tensor(mask)
+    runs = {}
+    for name, model in (('lite', lite), ('cascadepsp', seeded_model)):
+        for levels in (None, 1, 2):
+            rec = _Recording(model)
+            out = refine(rec, im, seg, CascadeConfig(L=48, stride=64, local_levels=levels))
+            assert out.stats['crops'] >= 3 and len(rec.calls) == 1 + out.stats['crops']
+            # The Global step runs all three levels; each crop gets inter_s8, and with one level inter_s4 = inter_s8.
+            assert rec.calls[0] == (False, False)
+            expected = levels or (1 if name == 'lite' else 2)  # the default: the architecture's
+            assert set(rec.calls[1:]) == {(True, expected == 1)}
+            runs[name, levels] = out.probs
+    assert torch.equal(runs['lite', None], runs['lite', 1]) and not torch.equal(runs['lite', 1], runs['lite', 2])
+    assert torch.equal(runs['cascadepsp', None], runs['cascadepsp', 2])
+    with pytest.raises(ValueError, match='local_levels must be 1 or 2'):
+        CascadeConfig(local_levels=3)
+
+
 @pytest.mark.parametrize('h,w,L', [(48, 64, 64), (5, 40, 32), (33, 20, 64)])
 def test_edge_sizes(seeded_model, h, w, L):
     # exactly L (no resize), one side under 8 px, smaller than L and than the global-only minimum

@@ -1,0 +1,129 @@
+"""The arbiter's training recipe (:mod:`models.cascadepsp.arbiter`): fitted after the network, on its outputs.
+
+``--images`` training pairs (never the held-out split), 30% of them enlarged by U[1.3, 2.5]; each mask degraded by
+one family of :mod:`dataset.degrade` drawn with weights lowres_wide 5 (x2-x24), perturb 2, blur 2, identity 1 (the
+jitter family is kept out, as from every training recipe); the network's Global+Local output at the method's
+defaults (without any arbiter); up to ``samples`` band pixels per image (all, if fewer). Then the MLP: Adam at
+1e-3 with a cosine schedule over ``epochs``, batches of 4096, binary cross-entropy against the ground truth, each
+image weighing the same (mBA averages images, and a coarse mask has a wider band). Everything is drawn from
+``seed``. It runs as the last stage of ``train.py --preset lite`` and as ``scripts/train_arbiter.py``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dataset.degrade import degrade
+from dataset.readers import training_pairs
+from dataset.splits import VAL_SPLIT, exclude_split
+from methods.cascadepsp.config import CascadeConfig
+from methods.cascadepsp.inference import refine
+from models.cascadepsp.arbiter import Arbiter
+from models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from util.image_io import read_grey, read_rgb
+from util.transforms import rgb_tensor
+
+log = logging.getLogger(__name__)
+#: Degradation families and their weights (dataset.degrade.degrade names).
+FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1}
+
+
+def collect(model: nn.Module, arbiter: Arbiter, pairs: list, samples: int, rng: np.random.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N x F features, N ground-truth labels in {0, 1}, N image indices) of band pixels sampled from every pair."""
+    names, weights = list(FAMILIES), np.array(list(FAMILIES.values()), float)
+    xs, ys, ids = [], [], []
+    for n, pair in enumerate(pairs):
+        image, gt = read_rgb(pair.image), read_grey(pair.mask)
+        if rng.random() < 0.3:
+            s = rng.uniform(1.3, 2.5)
+            image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+            gt = cv2.resize(gt, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+        gt = np.where(gt > 127, 255, 0).astype(np.uint8)
+        coarse = degrade(gt, names[rng.choice(len(names), p=weights / weights.sum())], rng)
+        coarse_t = torch.from_numpy(coarse)[None, None].float().div_(255)
+        with torch.inference_mode():
+            prob = refine(model, rgb_tensor(image), coarse_t, CascadeConfig()).probs[0, 0].numpy()
+        x, band = arbiter.features(image, coarse > 127, prob)
+        py, px = np.nonzero(band)
+        if len(py):
+            keep = rng.choice(len(py), min(len(py), samples), replace=False)
+            xs.append(x[:, keep].T.contiguous())
+            ys.append(torch.from_numpy(gt[py[keep], px[keep]] > 127).float())
+            ids.append(torch.full((len(keep),), n))
+        if n % 100 == 0:
+            log.info('%d/%d images', n, len(pairs))
+    return torch.cat(xs), torch.cat(ys), torch.cat(ids)
+
+
+def fit(arbiter: Arbiter, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, epochs: int, lr: float = 1e-3,
+        batch: int = 4096) -> list[float]:
+    """Standardise the features and fit the MLP; returns the mean weighted loss of each epoch."""
+    arbiter.mean.copy_(x.mean(0))
+    arbiter.std.copy_(x.std(0) + 1e-3)
+    xn = (x - arbiter.mean) / arbiter.std
+    _, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+    weight = (1.0 / counts.float())[inverse]
+    weight /= weight.mean()
+    opt = torch.optim.Adam(arbiter.mlp.parameters(), lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    losses = []
+    for epoch in range(epochs):
+        perm, total = torch.randperm(len(xn)), 0.0
+        for i in range(0, len(xn), batch):
+            j = perm[i:i + batch]
+            loss = nn.functional.binary_cross_entropy_with_logits(arbiter.mlp(xn[j])[:, 0], y[j], weight=weight[j])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(j)
+        sched.step()
+        losses.append(total / len(xn))
+        log.info('arbiter epoch %d: loss %.4f', epoch, losses[-1])
+    return losses
+
+
+def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../shared/data',
+                  sources: list[str] | None = None, images: int = 1000, samples: int = 3000, epochs: int = 8,
+                  hidden: int = 64, seed: int = 1, threads: int = 0, half: bool = False) -> Path:
+    """Fit an arbiter on the outputs of the network in checkpoint ``load`` and write both to ``output`` (with
+    the network's training record: config, iteration, note). Raises ValueError for an architecture without one."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, source = load_model(load).eval(), read_checkpoint(load)
+    if not hasattr(model, 'set_arbiter'):
+        raise ValueError(f'{load}: the {getattr(model, "arch", "?")} architecture takes no arbiter')
+    model.set_arbiter(None)  # the arbiter learns from the network's own outputs
+    pairs = exclude_split(training_pairs(data_root, sources or ['ecssd', 'DUTS-TE']), VAL_SPLIT)
+    pairs = [pairs[i] for i in rng.permutation(len(pairs))[:images]]
+    arbiter = Arbiter(hidden=hidden)
+    start = time.time()
+    x, y, ids = collect(model, arbiter, pairs, samples, rng)
+    log.info('%d band pixels from %d images in %.0f s', len(x), len(pairs), time.time() - start)
+    losses = fit(arbiter, x, y, ids, epochs)
+    model.set_arbiter(arbiter)
+    recipe: dict[str, Any] = dict(load=str(load), data_root=data_root, sources=sources, images=images, samples=samples,
+                                  epochs=epochs, hidden=hidden, seed=seed, losses=losses, pixels=len(x))
+    note = f'arbiter: {images} images, seed {seed}, {time.time() - start:.0f} s'
+    save_checkpoint(output, model, half=half, config=source.get('config'), iteration=source.get('iteration'),
+                    note='; '.join(filter(None, [source.get('note', ''), note])), arbiter_recipe=recipe)
+    log.info('wrote %s', output)
+    return Path(output)
+
+
+def arbiter_stage(values: dict[str, Any]) -> Path:
+    """The preset stage: ``values`` are the stage's settings with ``load`` (the previous stage's checkpoint),
+    ``exp_id`` and ``save_dir``; writes save_dir/RUN_EXP_ID/checkpoint_final.pth."""
+    keys = ('data_root', 'sources', 'images', 'samples', 'epochs', 'hidden', 'seed', 'threads', 'half')
+    output = Path(values.get('save_dir', 'saves')) / f'RUN_{values["exp_id"]}' / 'checkpoint_final.pth'
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return train_arbiter(values['load'], output, **{k: values[k] for k in keys if k in values})

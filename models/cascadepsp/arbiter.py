@@ -1,0 +1,196 @@
+"""The arbiter: a per-pixel choice, at full resolution, between a refined mask and classical alternatives.
+
+A refinement network trained on a CPU budget moves boundaries that were already right (near-right masks from a
+x4 segmenter), while a colour guided filter tuned to the mask's coarseness keeps them; on coarser or jittered
+masks the network wins. The arbiter learns, per pixel, which to believe. Its inputs at every pixel:
+
+* the candidates: the input mask ``m``, the network's output ``q``, and colour guided filters of both at
+  radius (H + W) / 300, / 150, / 75 and eps 1e-4, 1e-3, 1e-2 (the settings a user would try), as logits;
+* where the pixel is: signed distances to the boundaries of ``m`` and of ``q`` (units of (H + W) / 300 px,
+  clipped to +-8), and the image's gradient magnitude (Sobel, divided by its 99th percentile);
+* per image: how much ``q`` and each filter of ``m`` change ``m`` (the pixels that change side, per unit of
+  ``m``'s perimeter, log), which tells how coarse the mask is.
+
+A small MLP maps them to the probability of the foreground, on the *band* only: the pixels where the candidates
+do not all fall on the same side of 0.5 (dilated by one pixel). Elsewhere every candidate agrees and ``q`` is
+kept. It is trained after the network, on the network's outputs (``scripts/train_arbiter.py``), and saved in
+the network's checkpoint.
+
+Sizes are relative to the image ((H + W) / 300 px is 2.3 px on a 400 x 300 image, 19 px on 3492 x 2328). Above
+half a megapixel the filters are fitted at a stride (He and Sun's fast guided filter), the band is found at that
+stride, and the candidates are evaluated at full resolution only around it, so the cost follows the band.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from util.guided_filter import guided_filter, guided_filter_coefficients
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(0.005, 0.995)
+    return torch.log(p) - torch.log1p(-p)
+
+
+def _signed_distance(binary: np.ndarray, unit: float) -> np.ndarray:
+    """Distance to the other side, positive inside, in ``unit`` px, clipped to +-8 (float32 H x W)."""
+    if not binary.any() or binary.all():  # no boundary at all: everything is far on one side
+        return np.full(binary.shape, 8.0 if binary.all() else -8.0, np.float32)
+    b = binary.astype(np.uint8)
+    inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)
+    outside = cv2.distanceTransform(1 - b, cv2.DIST_L2, 3)
+    return np.clip((inside - outside) / unit, -8, 8).astype(np.float32)
+
+
+class Arbiter(nn.Module):
+    """Per-pixel MLP over the candidates and cues of the module docstring.
+
+    Args:
+        radius_per: the filters' radii are (H + W) / each, in px (at least 1).
+        eps: the filters' regularisers, squared [0, 1]-RGB units.
+        hidden: width of the MLP's two hidden layers.
+        image_stats: whether the per-image coarseness cues are inputs.
+        max_pixels: above this H x W the filters are fitted at stride s = ceil(sqrt(H x W / max_pixels)) and
+            evaluated at full resolution only around the band found at that stride.
+    """
+
+    def __init__(self, radius_per: tuple[int, ...] = (300, 150, 75), eps: tuple[float, ...] = (1e-4, 1e-3, 1e-2),
+                 hidden: int = 64, image_stats: bool = True, max_pixels: int = 500_000) -> None:
+        super().__init__()
+        self.radius_per, self.eps = tuple(radius_per), tuple(eps)
+        self.image_stats, self.max_pixels = image_stats, max_pixels
+        self.hparams = dict(radius_per=list(radius_per), eps=list(eps), hidden=hidden, image_stats=image_stats,
+                            max_pixels=max_pixels)
+        n = self.num_features
+        # Feature standardisation, fitted on the training features (saved with the weights).
+        self.register_buffer('mean', torch.zeros(n))
+        self.register_buffer('std', torch.ones(n))
+        self.mlp = nn.Sequential(nn.Linear(n, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+
+    @property
+    def num_candidates(self) -> int:
+        return 2 + 2 * len(self.radius_per) * len(self.eps)
+
+    @property
+    def num_features(self) -> int:
+        settings = len(self.radius_per) * len(self.eps)
+        return self.num_candidates + 3 + ((1 + settings) if self.image_stats else 0)
+
+    @torch.no_grad()
+    def features(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Per-pixel inputs of the MLP, and the band where it decides.
+
+        Args:
+            rgb: H x W x 3 uint8 image.
+            mask: H x W bool input mask.
+            prob: H x W float32 network output in [0, 1].
+
+        Returns:
+            (F x N float32 features of the N band pixels, in row-major order; H x W bool band).
+        """
+        h, w = mask.shape
+        unit = (h + w) / 300
+        step = max(1, math.ceil(math.sqrt(h * w / self.max_pixels)))
+        radii = [max(1, round((h + w) / per)) for per in self.radius_per]
+        if step == 1:  # every candidate at every pixel
+            guide = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None].div_(255)
+            m = torch.from_numpy(mask.astype(np.float32))[None, None]
+            q = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[None, None]
+            src = torch.cat([m, q], 1)
+            cands = [m, q] + [guided_filter(guide, src, r, eps).clamp_(0, 1) for r in radii for eps in self.eps]
+            c = torch.cat(cands, 1)[0]  # candidates: m, q, then per setting the filters of m and of q
+            side = c > 0.5
+            band = cv2.dilate((side.any(0) & ~side.all(0)).numpy().astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            ys, xs = np.nonzero(band)
+            values = c[:, ys, xs]
+            small_side, small_mask = side, mask
+        else:
+            values, band, small_side, small_mask = self._sparse_candidates(rgb, mask, prob, radii, step)
+            ys, xs = np.nonzero(band)
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+        gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
+        grad = np.sqrt(gx * gx + gy * gy)
+        scale = np.percentile(grad[::step, ::step], 99) + 1e-3
+        cues = [_logit(values),
+                torch.from_numpy(np.stack([_signed_distance(mask, unit)[ys, xs],
+                                           _signed_distance(prob > 0.5, unit)[ys, xs], grad[ys, xs] / scale]))]
+        if self.image_stats:
+            edges = cv2.Canny(mask.astype(np.uint8) * 255, 100, 200) > 0
+            perimeter = max(1.0, float(edges.sum())) / unit
+            changed = [float((small_side[k].numpy() != small_mask).sum()) * step * step / unit / perimeter
+                       for k in [1] + list(range(2, small_side.shape[0], 2))]  # q, then each filter of m
+            stats = torch.tensor([math.log(x + 1e-2) for x in changed], dtype=torch.float32)
+            cues.append(stats[:, None].expand(-1, len(ys)))
+        return torch.cat(cues, 0), band
+
+    def _sparse_candidates(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, radii: list[int], step: int
+                           ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+        """Large images: the filters are fitted on ``step`` x ``step`` means (the fast guided filter), the band is
+        found at that resolution, and the candidates are evaluated at full resolution only around it.
+
+        Returns (20 x N candidate values at the band's N pixels, H x W bool band, 20 x h x w sides of 0.5 of the
+        candidates at the pooled resolution, h x w bool pooled mask)."""
+        h, w = mask.shape
+        full = np.dstack([rgb.astype(np.float32) / 255, mask.astype(np.float32), prob.astype(np.float32)])
+
+        def pool(s: int) -> tuple[torch.Tensor, torch.Tensor]:  # (guide, src) as s x s means, 1 x C x h/s x w/s
+            size = (math.ceil(w / s), math.ceil(h / s))
+            return tuple(torch.from_numpy(cv2.resize(np.ascontiguousarray(full[..., k]), size,
+                                                     interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
+                         for k in (slice(0, 3), slice(3, 5)))
+
+        small_guide, small_src = pool(step)
+        coefficients = []  # per setting: (a, b) on the pooled grid, B x (3 * 2 + 2) x h x w
+        for r in radii:
+            # Wide windows are fitted coarser still (a radius of 4 cells at least): their coefficients vary slowly.
+            s_r = max(step, r // 4)
+            g_r, src_r = (small_guide, small_src) if s_r == step else pool(s_r)
+            for eps in self.eps:
+                a, b = guided_filter_coefficients(g_r, src_r, max(1, r // s_r), eps)
+                ab = torch.cat((a.flatten(1, 2), b), 1)
+                if s_r != step:
+                    ab = F.interpolate(ab, size=small_guide.shape[-2:], mode='bilinear', align_corners=False)
+                coefficients.append(ab)
+        small = torch.cat([small_src] + [((ab[:, :-2].unflatten(1, (3, 2)) * small_guide.unsqueeze(2)).sum(1)
+                                          + ab[:, -2:]).clamp_(0, 1) for ab in coefficients], 1)[0]
+        small_side = small > 0.5
+        small_band = (small_side.any(0) & ~small_side.all(0)).numpy().astype(np.uint8)
+        # Full-resolution pixels within a pooled cell (and one more) of the pooled band.
+        region = cv2.resize(small_band, (small_band.shape[1] * step, small_band.shape[0] * step),
+                            interpolation=cv2.INTER_NEAREST)[:h, :w]
+        region = cv2.dilate(region, np.ones((2 * step + 1, 2 * step + 1), np.uint8)) > 0
+        ry, rx = np.nonzero(region)
+        # Each setting's (a, b) sampled bilinearly at those pixels, as F.interpolate(align_corners=False) would.
+        grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
+        grid = grid.float()[None, None]
+        at = torch.from_numpy(full[ry, rx]).T  # 5 x N: RGB, mask, prob
+        pixels, values = at[:3], [at[3:]]
+        for ab in coefficients:
+            ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[0, :, 0]
+            values.append(((ab[:-2].unflatten(0, (3, 2)) * pixels[:, None]).sum(0) + ab[-2:]).clamp_(0, 1))
+        values = torch.cat(values, 0)
+        side = values > 0.5
+        disagree = (side.any(0) & ~side.all(0)).numpy()
+        band = np.zeros((h, w), np.uint8)
+        band[ry[disagree], rx[disagree]] = 1
+        band = (cv2.dilate(band, np.ones((3, 3), np.uint8)) > 0) & region
+        # band is inside region, and both are listed row-major: the band's pixels among the region's, in order.
+        return values[:, torch.from_numpy(band[ry, rx])], band, small_side, small_side[0].numpy()
+
+    @torch.no_grad()
+    def forward(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> np.ndarray:
+        """The arbitrated probabilities (H x W float32 in [0, 1]): ``prob`` off the band, the MLP's on it.
+        Arguments as in :meth:`features`."""
+        x, band = self.features(rgb, mask, prob)
+        out = np.array(prob, dtype=np.float32, copy=True)
+        if x.shape[1]:
+            logits = self.mlp(((x.T - self.mean) / self.std).to(self.mean.dtype))[:, 0]
+            out[band] = torch.sigmoid(logits).float().numpy()
+        return out

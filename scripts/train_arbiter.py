@@ -1,0 +1,49 @@
+"""Train the arbiter (models/cascadepsp/arbiter.py) of a refinement network and save both in one checkpoint.
+
+    python scripts/train_arbiter.py --model saves/RUN_lite_stage2/checkpoint_final.pth \
+        --output models/weights/lite.pth --half                                  # the bundled weights
+
+The recipe is methods/cascadepsp/arbiter_recipe.py (also the last stage of ``train.py --preset lite``). On the
+2-core development CPU the network's outputs and the features of 1000 images took about 25 minutes, the fit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from methods.cascadepsp.arbiter_recipe import train_arbiter  # noqa: E402
+from models.checkpoint import CheckpointError  # noqa: E402
+from models.hub import resolve_weights  # noqa: E402
+
+log = logging.getLogger('train_arbiter')
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', default='lite', help='the network (a name or checkpoint; an arbiter it has is replaced)')
+    parser.add_argument('--output', required=True, help='checkpoint to write: the network with its new arbiter')
+    parser.add_argument('--data_root', default='../shared/data')
+    parser.add_argument('--sources', nargs='+', default=['ecssd', 'DUTS-TE'])
+    parser.add_argument('--images', type=int, default=1000)
+    parser.add_argument('--samples', type=int, default=3000, help='band pixels per image')
+    parser.add_argument('--epochs', type=int, default=8)
+    parser.add_argument('--hidden', type=int, default=64)
+    parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--half', action='store_true', help='store float16 weights (as the bundled file)')
+    args = parser.parse_args(argv)
+    try:
+        train_arbiter(resolve_weights(args.model), args.output, args.data_root, args.sources, args.images,
+                      args.samples, args.epochs, args.hidden, args.seed, args.threads, args.half)
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
+        log.error('%s', e)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The arbiter (models/cascadepsp/arbiter.py): its band and features, where it changes the cascade's output, its
+place in lite's checkpoints and in the procedure, and its training script end to end."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from methods.cascadepsp.config import CascadeConfig
+from methods.cascadepsp.inference import refine
+from models.cascadepsp.arbiter import Arbiter
+from models.checkpoint import load_model, save_checkpoint
+from models.registry import build_model
+from models.seeded import seed_model
+from inference.predict import image_tensors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _scene(h: int = 60, w: int = 80):
+    """A dark square on a bright noisy background; the mask is the square shifted by 3 px, the 'network output'
+    the square itself, softened."""
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(200, 10, (h, w, 3)), 0, 255).astype(np.uint8)
+    image[15:45, 20:60] = 40
+    mask = np.zeros((h, w), bool)
+    mask[18:48, 23:63] = True
+    prob = np.zeros((h, w), np.float32)
+    prob[15:45, 20:60] = 0.9
+    return image, mask, prob
+
+
+def _constant(arbiter: Arbiter, logit: float) -> Arbiter:
+    """The arbiter with an MLP that outputs ``logit`` everywhere."""
+    with torch.no_grad():
+        for p in arbiter.mlp.parameters():
+            p.zero_()
+        arbiter.mlp[-1].bias.fill_(logit)
+    return arbiter.eval()
+
+
+def test_band_and_features():
+    image, mask, prob = _scene()
+    arbiter = Arbiter()
+    x, band = arbiter.features(image, mask, prob)
+    assert x.shape == (arbiter.num_features, int(band.sum())) == (33, int(band.sum()))
+    assert bool(torch.isfinite(x).all())
+    # The band holds where the mask and the output disagree, and nothing far from both boundaries.
+    assert band[16, 30] and band[46, 30] and not band[30, 40] and not band[2, 2]
+    # The first two features are the logits of the mask and of the output (clipped at 0.005).
+    ys, xs = np.nonzero(band)
+    assert torch.allclose(x[0], torch.where(torch.from_numpy(mask[ys, xs]), 5.2933, -5.2933), atol=1e-4)
+    no_stats = Arbiter(image_stats=False)
+    assert no_stats.features(image, mask, prob)[0].shape == (23, int(band.sum()))
+
+
+def test_forward_changes_the_band_only():
+    image, mask, prob = _scene()
+    arbiter = _constant(Arbiter(), 8.0)
+    _, band = arbiter.features(image, mask, prob)
+    out = arbiter(image, mask, prob)
+    assert out.shape == prob.shape and out.dtype == np.float32
+    assert np.array_equal(out[~band], prob[~band])
+    assert np.allclose(out[band], 1 / (1 + np.exp(-8.0)))
+    # Nothing to decide (every candidate agrees): the output comes back as it was.
+    flat = np.zeros_like(prob)
+    assert np.array_equal(arbiter(image, np.zeros_like(mask), flat), flat)
+
+
+def test_large_images_fit_the_filters_at_a_stride():
+    """Above max_pixels the filters are fitted at a stride (the fast guided filter) and evaluated around the band
+    found there: close to the exact candidates, on nearly the same band."""
+    image, mask, prob = _scene(120, 160)
+    exact, band = Arbiter().features(image, mask, prob)
+    fast, band_fast = Arbiter(max_pixels=5000).features(image, mask, prob)
+    assert (band == band_fast).mean() > 0.97
+    both = band & band_fast
+    a = exact[:, both[band]]
+    b = fast[:, both[band_fast]]
+    assert torch.equal(a[:2], b[:2])  # the mask and the output themselves
+    filtered = torch.sigmoid(a[2:20]) - torch.sigmoid(b[2:20])
+    assert float(filtered.abs().mean()) < 0.05
+
+
+def _tiny_lite(arbiter: Arbiter | None = None):
+    model = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2)
+    with torch.no_grad():
+        model.prior_scale.fill_(4.0)
+    model.set_arbiter(arbiter)
+    return model.eval()
+
+
+def test_lite_checkpoint_carries_the_arbiter(tmp_path):
+    plain = _tiny_lite()
+    assert 'arbiter' not in plain.hparams and plain.arbiter is None
+    arbiter = seed_model(Arbiter(hidden=8), 3)
+    model = _tiny_lite(arbiter)
+    assert model.hparams['arbiter']['hidden'] == 8
+    save_checkpoint(tmp_path / 'a.pth', model)
+    loaded = load_model(tmp_path / 'a.pth')
+    assert loaded.hparams == model.hparams and isinstance(loaded.arbiter, Arbiter)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    model.set_arbiter(None)
+    assert model.hparams == plain.hparams and 'arbiter.mean' not in model.state_dict()
+
+
+def test_refine_runs_the_arbiter():
+    image, mask, _ = _scene(64, 96)
+    im, seg = image_tensors(image, mask.astype(np.uint8) * 255)
+    cfg = CascadeConfig(L=48, stride=40)
+    plain = refine(_tiny_lite(), im, seg, cfg).probs
+    model = _tiny_lite(_constant(Arbiter(), 8.0))
+    assert torch.equal(refine(model, im, seg, CascadeConfig(L=48, stride=40, arbiter=False)).probs, plain)
+    arbitrated = refine(model, im, seg, cfg).probs
+    _, band = model.arbiter.features(image, mask, plain[0, 0].numpy())
+    assert band.any() and torch.equal(arbitrated[0, 0][~torch.from_numpy(band)], plain[0, 0][~torch.from_numpy(band)])
+    assert torch.allclose(arbitrated[0, 0][torch.from_numpy(band)], torch.tensor(1 / (1 + np.exp(-8.0)), dtype=torch.float32))
+    # A normalised float image gives the same result as the uint8 one.
+    from util.transforms import normalize_image
+    assert torch.allclose(refine(model, normalize_image(image), seg, cfg).probs, arbitrated, atol=1e-5)
+
+
+def _train_arbiter():
+    spec = importlib.util.spec_from_file_location('train_arbiter', ROOT / 'scripts' / 'train_arbiter.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_arbiter_end_to_end(tmp_path, tiny_data):
+    root = tiny_data(n=4, size=(48, 64))
+    save_checkpoint(tmp_path / 'lite.pth', _tiny_lite())
+    script = _train_arbiter()
+    out = tmp_path / 'lite_arbiter.pth'
+    args = ['--data_root', str(root), '--sources', 'ecssd', '--images', '4', '--samples', '50', '--epochs', '2',
+            '--hidden', '8', '--output', str(out)]
+    assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--half']) == 0
+    model = load_model(out)
+    data = torch.load(out, weights_only=False)
+    assert data['model']['arbiter.mlp.0.weight'].dtype == torch.float16 and data['note'].startswith('arbiter: 4 images, seed 1')
+    assert isinstance(model.arbiter, Arbiter) and model.hparams['arbiter']['hidden'] == 8
+    assert bool(torch.isfinite(model.arbiter.mean).all()) and float(model.arbiter.std.min()) > 0
+    recipe = torch.load(out, weights_only=False)['arbiter_recipe']
+    assert recipe['images'] == 4 and len(recipe['losses']) == 2 and all(np.isfinite(recipe['losses']))
+    # The network's weights are the input checkpoint's (stored in float16 here).
+    source = load_model(tmp_path / 'lite.pth').state_dict()
+    assert all(torch.equal(v.half().float(), model.state_dict()[k].float()) for k, v in source.items())
+    # An architecture without an arbiter is refused.
+    save_checkpoint(tmp_path / 'crm.pth', build_model('crm', encoder='compact'))
+    assert script.main(['--model', str(tmp_path / 'crm.pth'), *args]) == 2
+
+
+def test_lite_preset_ends_with_the_arbiter(tmp_path, tiny_data):
+    """``train.py --preset lite``'s last stage fits the arbiter on the stage-2 network (here: any lite file)."""
+    import shutil
+
+    import train as train_cli
+    from methods.cascadepsp.config import PRESETS
+    assert [s.name for s in PRESETS['lite']] == ['stage1', 'stage2', 'arbiter']
+    root = tiny_data(n=2, size=(48, 64))
+    shutil.copytree(root / 'ecssd', root / 'DUTS-TE')  # the preset's sources
+    save_checkpoint(tmp_path / 'stage2.pth', _tiny_lite())
+    assert train_cli.main(['tiny', '--preset', 'lite', '--stage', 'arbiter', '--load', str(tmp_path / 'stage2.pth'),
+                           '--data_root', str(root), '--save_dir', str(tmp_path / 'saves')]) == 0
+    final = tmp_path / 'saves' / 'RUN_tiny_arbiter' / 'checkpoint_final.pth'
+    model = load_model(final)
+    assert isinstance(model.arbiter, Arbiter) and torch.load(final, weights_only=False)['arbiter_recipe']['images'] == 1000
