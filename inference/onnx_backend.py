@@ -12,7 +12,8 @@ procedure pads as for PyTorch):
 
 and ``meta.json`` (architecture, hyper-parameters, a digest of the weights, opset), so an export folder
 describes itself. A network's arbiter (:mod:`models.cascadepsp.arbiter`, run by the procedure on the result) is
-not a graph: its weights go into ``arbiter.pt`` and it runs in PyTorch. ``onnx``, ``onnxscript`` (to export) and ``onnxruntime`` (to run) are optional extras::
+not a graph: its weights go into ``arbiter.pt`` and it runs in PyTorch. ``onnx``, ``onnxscript`` (to export) and
+``onnxruntime`` (to run) are optional extras::
 
     pip install onnx onnxscript onnxruntime
     python scripts/export_onnx.py lite exports/lite

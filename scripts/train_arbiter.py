@@ -24,7 +24,8 @@ log = logging.getLogger('train_arbiter')
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', default='lite', help='the network (a name or checkpoint; an arbiter it has is replaced)')
+    parser.add_argument('--model', default='lite',
+                        help='the network (a name or checkpoint; an arbiter it has is replaced)')
     parser.add_argument('--output', required=True, help='checkpoint to write: the network with its new arbiter')
     parser.add_argument('--data_root', default='../shared/data')
     parser.add_argument('--sources', nargs='+', default=['ecssd', 'DUTS-TE'])

@@ -22,8 +22,8 @@ class CascadeConfig:
                 "alone, on the global stride-4 result as its stride-8 and stride-4 inputs (half the work); default: "
                 "the architecture's (2 for cascadepsp, 1 for lite, measured equal on the held-out benchmark)"})
     arbiter: bool = field(default=True, metadata={
-        'help': "run the model's arbiter on the result, if it has one (models/cascadepsp/arbiter.py; the bundled "
-                "lite has one); --no-arbiter: the cascade's output as it is"})
+        'help': "run the model's arbiter on the Global+Local result, if it has one (models/cascadepsp/arbiter.py; "
+                "the bundled lite has one; not with --global_only); --no-arbiter: the cascade's output as it is"})
     batch: int = field(default=1, metadata={'help': 'local crops per forward pass (results do not change)',
                                             'same_results': True})
     global_only: bool = field(default=False, metadata={'aliases': ('fast',), 'help': 'Global step only'})

@@ -191,7 +191,8 @@ def arbitrate(arbiter: nn.Module, image: torch.Tensor, coarse: torch.Tensor, pro
     """
     out = torch.empty_like(prob)
     for b in range(image.shape[0]):
-        rgb = image[b] if image.dtype == torch.uint8 else denormalize_image(image[b:b + 1])[0].mul(255).round_().clamp_(0, 255).byte()
+        rgb = (image[b] if image.dtype == torch.uint8 else
+               denormalize_image(image[b:b + 1])[0].mul(255).round_().clamp_(0, 255).byte())
         out[b, 0] = torch.from_numpy(arbiter(rgb.permute(1, 2, 0).cpu().numpy(), (coarse[b, 0] > 0.5).cpu().numpy(),
                                              prob[b, 0].float().cpu().numpy()))
     return out
@@ -213,8 +214,8 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
             pip package).
 
     A model with an arbiter (:mod:`models.cascadepsp.arbiter`; the bundled ``lite``) has it choose, per pixel
-    near the boundaries, between the cascade's result, the input mask and guided filters of both
-    (``cfg.arbiter=False`` skips it).
+    near the boundaries, between the Global+Local result, the input mask and guided filters of both
+    (``cfg.arbiter=False`` skips it; the Global step alone never runs it).
 
     Returns:
         :class:`Refined` with B x 1 x H x W probabilities and ``stats['crops']``, the local crops run. An
@@ -246,7 +247,8 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
         pred_224, pred_56 = global_step(model, image_k, mask_k, cfg.L, upscale=pip)
         del mask, mask_k  # full resolution, and the Local step needs only the global result
         prob, crops = local_step(model, image_k, pred_224, pred_56, cfg)
-    if cfg.arbiter and getattr(model, 'arbiter', None) is not None:
+    # After Global+Local only: the arbiter was fitted on that output, and the fast mode is chosen for speed.
+    if cfg.arbiter and not cfg.global_only and getattr(model, 'arbiter', None) is not None:
         prob = arbitrate(model.arbiter, image_k, coarse if image_k is image else coarse[keep], prob)
     if image_k is image:
         return Refined(prob, stats={'crops': crops})

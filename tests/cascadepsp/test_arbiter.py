@@ -116,7 +116,11 @@ def test_refine_runs_the_arbiter():
     arbitrated = refine(model, im, seg, cfg).probs
     _, band = model.arbiter.features(image, mask, plain[0, 0].numpy())
     assert band.any() and torch.equal(arbitrated[0, 0][~torch.from_numpy(band)], plain[0, 0][~torch.from_numpy(band)])
-    assert torch.allclose(arbitrated[0, 0][torch.from_numpy(band)], torch.tensor(1 / (1 + np.exp(-8.0)), dtype=torch.float32))
+    on_band = arbitrated[0, 0][torch.from_numpy(band)]
+    assert torch.allclose(on_band, torch.tensor(1 / (1 + np.exp(-8.0)), dtype=torch.float32))
+    # Not after the Global step alone (the fast mode).
+    fast = CascadeConfig(L=48, global_only=True)
+    assert torch.equal(refine(model, im, seg, fast).probs, refine(_tiny_lite(), im, seg, fast).probs)
     # A normalised float image gives the same result as the uint8 one.
     from util.transforms import normalize_image
     assert torch.allclose(refine(model, normalize_image(image), seg, cfg).probs, arbitrated, atol=1e-5)
@@ -139,7 +143,8 @@ def test_train_arbiter_end_to_end(tmp_path, tiny_data):
     assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--half']) == 0
     model = load_model(out)
     data = torch.load(out, weights_only=False)
-    assert data['model']['arbiter.mlp.0.weight'].dtype == torch.float16 and data['note'].startswith('arbiter: 4 images, seed 1')
+    assert data['model']['arbiter.mlp.0.weight'].dtype == torch.float16
+    assert data['note'].startswith('arbiter: 4 images, seed 1')
     assert isinstance(model.arbiter, Arbiter) and model.hparams['arbiter']['hidden'] == 8
     assert bool(torch.isfinite(model.arbiter.mean).all()) and float(model.arbiter.std.min()) > 0
     recipe = torch.load(out, weights_only=False)['arbiter_recipe']
@@ -166,4 +171,5 @@ def test_lite_preset_ends_with_the_arbiter(tmp_path, tiny_data):
                            '--data_root', str(root), '--save_dir', str(tmp_path / 'saves')]) == 0
     final = tmp_path / 'saves' / 'RUN_tiny_arbiter' / 'checkpoint_final.pth'
     model = load_model(final)
-    assert isinstance(model.arbiter, Arbiter) and torch.load(final, weights_only=False)['arbiter_recipe']['images'] == 1000
+    assert isinstance(model.arbiter, Arbiter)
+    assert torch.load(final, weights_only=False)['arbiter_recipe']['images'] == 1000
