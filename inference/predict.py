@@ -11,17 +11,12 @@ import torch.nn as nn
 
 from methods import Refined, method_of_model
 from util.malloc import keep_freed_memory
-from util.transforms import rgb_tensor
+from util.transforms import mask_tensor, rgb_tensor  # noqa: F401 (mask_tensor: re-exported)
 
 #: Whether :func:`refine_image` keeps freed memory in the process while it runs (:mod:`util.malloc`; on glibc,
 #: CascadePSP on the CPU took about a quarter less time for a 20-35% higher peak RSS in scripts/benchmark_peer.py).
 #: ``SEGREFINE_KEEP_FREED_MEMORY=0`` in the environment turns it off; assign to change it at run time.
 KEEP_FREED_MEMORY = os.environ.get('SEGREFINE_KEEP_FREED_MEMORY', '1') != '0'
-
-
-def mask_tensor(mask: np.ndarray) -> torch.Tensor:
-    """H x W uint8 mask (0..255) -> 1 x 1 x H x W float32 in [0, 1] (no binarisation)."""
-    return torch.from_numpy(np.array(mask, copy=True))[None, None].float().div_(255)
 
 
 def image_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from methods.cascadepsp.arbiter_recipe import train_arbiter  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
 from models.hub import resolve_weights  # noqa: E402
+from util.atomic import OverwritesInput, refuse_overwriting_inputs  # noqa: E402
 
 log = logging.getLogger('train_arbiter')
 
@@ -38,9 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--half', action='store_true', help='store float16 weights (as the bundled file)')
     args = parser.parse_args(argv)
     try:
-        train_arbiter(resolve_weights(args.model), args.output, args.data_root, args.sources, args.images,
+        source = resolve_weights(args.model)
+        refuse_overwriting_inputs({'--output': args.output}, {'--model': source})
+        train_arbiter(source, args.output, args.data_root, args.sources, args.images,
                       args.samples, args.epochs, args.hidden, args.seed, args.threads, args.half)
-    except (FileNotFoundError, ValueError, CheckpointError) as e:
+    except (FileNotFoundError, ValueError, CheckpointError, OverwritesInput) as e:
         log.error('%s', e)
         return 2
     return 0

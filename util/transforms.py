@@ -56,6 +56,11 @@ def rgb_tensor(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(image).unsqueeze(0).permute(0, 3, 1, 2)
 
 
+def mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    """H x W uint8 mask (0..255) -> 1 x 1 x H x W float32 in [0, 1] (no binarisation)."""
+    return torch.from_numpy(np.array(mask, copy=True))[None, None].float().div_(255)
+
+
 def denormalize_image(image: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`normalize_image`: B x 3 x H x W normalised -> RGB in [0, 1]."""
     mean, std = _mean_std(image)

@@ -28,7 +28,7 @@ from methods.cascadepsp.inference import refine
 from models.cascadepsp.arbiter import Arbiter
 from models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from util.image_io import read_grey, read_rgb
-from util.transforms import rgb_tensor
+from util.transforms import mask_tensor, rgb_tensor
 
 log = logging.getLogger(__name__)
 #: Degradation families and their weights (dataset.degrade.degrade names).
@@ -48,9 +48,8 @@ def collect(model: nn.Module, arbiter: Arbiter, pairs: list, samples: int, rng: 
             gt = cv2.resize(gt, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
         gt = np.where(gt > 127, 255, 0).astype(np.uint8)
         coarse = degrade(gt, names[rng.choice(len(names), p=weights / weights.sum())], rng)
-        coarse_t = torch.from_numpy(coarse)[None, None].float().div_(255)
         with torch.inference_mode():
-            prob = refine(model, rgb_tensor(image), coarse_t, CascadeConfig()).probs[0, 0].numpy()
+            prob = refine(model, rgb_tensor(image), mask_tensor(coarse), CascadeConfig()).probs[0, 0].numpy()
         x, band = arbiter.features(image, coarse > 127, prob)
         py, px = np.nonzero(band)
         if len(py):

@@ -33,11 +33,6 @@ import torch.nn.functional as F
 from util.guided_filter import guided_filter, guided_filter_coefficients
 
 
-def _logit(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(0.005, 0.995)
-    return torch.log(p) - torch.log1p(-p)
-
-
 def _signed_distance(binary: np.ndarray, unit: float) -> np.ndarray:
     """Distance to the other side, positive inside, in ``unit`` px, clipped to +-8 (float32 H x W)."""
     if not binary.any() or binary.all():  # no boundary at all: everything is far on one side
@@ -118,7 +113,7 @@ class Arbiter(nn.Module):
         gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
         grad = np.sqrt(gx * gx + gy * gy)
         scale = np.percentile(grad[::step, ::step], 99) + 1e-3
-        cues = [_logit(values),
+        cues = [torch.logit(values, eps=0.005),
                 torch.from_numpy(np.stack([_signed_distance(mask, unit)[ys, xs],
                                            _signed_distance(prob > 0.5, unit)[ys, xs], grad[ys, xs] / scale]))]
         if self.image_stats:

@@ -152,6 +152,10 @@ def test_train_arbiter_end_to_end(tmp_path, tiny_data):
     # The network's weights are the input checkpoint's (stored in float16 here).
     source = load_model(tmp_path / 'lite.pth').state_dict()
     assert all(torch.equal(v.half().float(), model.state_dict()[k].float()) for k, v in source.items())
+    # The input checkpoint is never written over.
+    before = (tmp_path / 'lite.pth').read_bytes()
+    assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--output', str(tmp_path / 'lite.pth')]) == 2
+    assert (tmp_path / 'lite.pth').read_bytes() == before
     # An architecture without an arbiter is refused.
     save_checkpoint(tmp_path / 'crm.pth', build_model('crm', encoder='compact'))
     assert script.main(['--model', str(tmp_path / 'crm.pth'), *args]) == 2
