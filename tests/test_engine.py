@@ -23,7 +23,7 @@ from models.cascadepsp.upsample import UpsampleBlock
 from models.registry import build_model
 from models.seeded import seed_model
 from util import malloc
-from util.fastconv import FastConv2d, FoldedBatchNorm2d, speed_up, winograd_available
+from util.fastconv import FastConv2d, FoldedBatchNorm2d, PointwiseStack, speed_up, winograd_available
 
 
 def _scene(h: int = 48, w: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +44,8 @@ def test_fast_convolutions_compute_the_same_function():
     net = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
                         nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.Conv2d(32, 32, 3, padding=2, dilation=2),
                         nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, stride=2, padding=1),
-                        nn.Conv2d(32, 8, 1), nn.Conv2d(8, 8, 3, padding=1))  # 8 x 8 channels: too few to gain
+                        nn.Conv2d(32, 8, 1), nn.Conv2d(8, 8, 3, padding=1),  # 8 x 8 channels: too few to gain
+                        nn.Conv2d(8, 256, 1))  # 1x1: narrow ones become matrix products, wide ones stay
     for bn in (net[1], net[5]):  # non-trivial running statistics and affine parameters
         bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
     net.eval()
@@ -54,8 +55,9 @@ def test_fast_convolutions_compute_the_same_function():
         direct = net(x)
         counts = speed_up(net)
         fast = net(x)
-    assert counts == {'folded': 2, 'winograd': 2 if winograd_available() else 0}
-    assert type(net[4]) is FastConv2d and type(net[5]) is FoldedBatchNorm2d and type(net[7]) is nn.Conv2d
+    assert counts == {'folded': 2, 'winograd': 2 if winograd_available() else 0, 'pointwise': 1, 'stacks': 0}
+    assert type(net[4]) is FastConv2d and type(net[5]) is FoldedBatchNorm2d and type(net[8]) is nn.Conv2d
+    assert net[7].pointwise and not net[9].__dict__.get('pointwise')
     assert net[0].winograd == winograd_available() and not net[4].winograd
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items()) and list(net.state_dict()) == list(state)
     assert (fast - direct).abs().max() <= 1e-4 * direct.abs().max() and not torch.equal(fast, direct)
@@ -77,8 +79,29 @@ def test_fast_convolutions_compute_the_same_function():
         plain = net(x)
         speed_up(net)
         assert torch.equal(net(x), plain) or (net(x) - plain).abs().max() < 1e-5
-    assert speed_up(net, enable=False) == {'folded': 0, 'winograd': 0} and type(net[0]) is nn.Conv2d
+    assert speed_up(net, enable=False) == {'folded': 0, 'winograd': 0, 'pointwise': 0, 'stacks': 0} and type(net[0]) is nn.Conv2d
     assert type(net[1]) is nn.BatchNorm2d and 'folded_bn' not in net[0].__dict__
+
+
+def test_pointwise_stacks_run_by_chunks_compute_the_same_function():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 16, 1), nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(16, 3, 1)),
+                        nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 1, 1)),  # a norm: kept
+                        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1))).eval()
+    x = torch.randn(2, 3, 150, 170)  # 25500 px: one full chunk and a partial one
+    with torch.no_grad():
+        direct, inner = net(x), net[0](x)
+        counts = speed_up(net)
+        assert counts['stacks'] == 1 and type(net[0]) is PointwiseStack and type(net[1]) is nn.Sequential
+        assert type(net[2]) is nn.Sequential
+        torch.testing.assert_close(net[0](x), inner, atol=1e-5, rtol=0)
+        torch.testing.assert_close(net[0](x.to(memory_format=torch.channels_last)), inner, atol=1e-5, rtol=0)
+        torch.testing.assert_close(net(x), direct, atol=1e-5, rtol=0)
+    x.requires_grad_(True)  # training: the plain Sequential, with gradients
+    net[0](x).sum().backward()
+    assert x.grad is not None and net[0][0].weight.grad is not None
+    speed_up(net, enable=False)
+    assert type(net[0]) is nn.Sequential
 
 
 def test_reordered_linear_maps_equal_the_authors_order():

@@ -33,13 +33,14 @@ import torch.nn.functional as F
 from util.guided_filter import guided_filter, guided_filter_coefficients
 
 
-def _signed_distance(binary: np.ndarray, unit: float) -> np.ndarray:
-    """Distance to the other side, positive inside, in ``unit`` px, clipped to +-8 (float32 H x W)."""
+def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Distance to the other side at pixels (ys, xs) of H x W bool ``binary``, positive inside, in ``unit`` px,
+    clipped to +-8 (float32, one value per pixel)."""
     if not binary.any() or binary.all():  # no boundary at all: everything is far on one side
-        return np.full(binary.shape, 8.0 if binary.all() else -8.0, np.float32)
-    b = binary.astype(np.uint8)
-    inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)
-    outside = cv2.distanceTransform(1 - b, cv2.DIST_L2, 3)
+        return np.full(len(ys), 8.0 if binary.all() else -8.0, np.float32)
+    b = binary.view(np.uint8)
+    inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)[ys, xs]
+    outside = cv2.distanceTransform(b ^ 1, cv2.DIST_L2, 3)[ys, xs]
     return np.clip((inside - outside) / unit, -8, 8).astype(np.float32)
 
 
@@ -114,8 +115,8 @@ class Arbiter(nn.Module):
         grad = np.sqrt(gx * gx + gy * gy)
         scale = np.percentile(grad[::step, ::step], 99) + 1e-3
         cues = [torch.logit(values, eps=0.005),
-                torch.from_numpy(np.stack([_signed_distance(mask, unit)[ys, xs],
-                                           _signed_distance(prob > 0.5, unit)[ys, xs], grad[ys, xs] / scale]))]
+                torch.from_numpy(np.stack([_signed_distance(mask, unit, ys, xs), _signed_distance(prob > 0.5, unit, ys, xs),
+                                           grad[ys, xs] / scale]))]
         if self.image_stats:
             edges = cv2.Canny(mask.astype(np.uint8) * 255, 100, 200) > 0
             perimeter = max(1.0, float(edges.sum())) / unit
@@ -133,13 +134,14 @@ class Arbiter(nn.Module):
         Returns (20 x N candidate values at the band's N pixels, H x W bool band, 20 x h x w sides of 0.5 of the
         candidates at the pooled resolution, h x w bool pooled mask)."""
         h, w = mask.shape
-        full = np.dstack([rgb.astype(np.float32) / 255, mask.astype(np.float32), prob.astype(np.float32)])
+        # Pooled separately: one H x W x 5 float copy of a 8-megapixel image is 160 MB, and slow to build.
+        planes = (rgb.astype(np.float32), mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32))
 
         def pool(s: int) -> tuple[torch.Tensor, torch.Tensor]:  # (guide, src) as s x s means, 1 x C x h/s x w/s
             size = (math.ceil(w / s), math.ceil(h / s))
-            return tuple(torch.from_numpy(cv2.resize(np.ascontiguousarray(full[..., k]), size,
-                                                     interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
-                         for k in (slice(0, 3), slice(3, 5)))
+            rgb_s, mask_s, prob_s = (cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes)
+            return (torch.from_numpy(rgb_s).permute(2, 0, 1)[None] / 255,
+                    torch.from_numpy(np.stack([mask_s, prob_s]))[None])
 
         small_guide, small_src = pool(step)
         coefficients = []  # per setting: (a, b) on the pooled grid, B x (3 * 2 + 2) x h x w
@@ -165,8 +167,8 @@ class Arbiter(nn.Module):
         # Each setting's (a, b) sampled bilinearly at those pixels, as F.interpolate(align_corners=False) would.
         grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
         grid = grid.float()[None, None]
-        at = torch.from_numpy(full[ry, rx]).T  # 5 x N: RGB, mask, prob
-        pixels, values = at[:3], [at[3:]]
+        pixels = torch.from_numpy(planes[0][ry, rx]).T / 255  # 3 x N
+        values = [torch.from_numpy(np.stack([planes[1][ry, rx], planes[2][ry, rx]]))]
         for ab in coefficients:
             ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[0, :, 0]
             values.append(((ab[:-2].unflatten(0, (3, 2)) * pixels[:, None]).sum(0) + ab[-2:]).clamp_(0, 1))
