@@ -141,13 +141,17 @@ class PointwiseStack(nn.Sequential):
         return out.unflatten(2, (h, w))
 
 
+def _is_1x1(m: nn.Module) -> bool:
+    """A plain 1x1 convolution: a matrix product per pixel (no batch norm folded into it)."""
+    return (type(m) in (nn.Conv2d, FastConv2d) and m.kernel_size == (1, 1) and m.stride == (1, 1)
+            and m.padding in ((0, 0), 'valid') and m.groups == 1 and 'folded_bn' not in m.__dict__)
+
+
 def _pointwise_stack(m: nn.Module) -> bool:
+    """An ``nn.Sequential`` of at least two 1x1 convolutions and elementwise activations, starting with one."""
     layers = list(m) if type(m) is nn.Sequential else []
-    convs = [c for c in layers if type(c) in (nn.Conv2d, FastConv2d)]
-    return (len(convs) >= 2 and isinstance(layers[0], nn.Conv2d)
-            and all(isinstance(c, _ELEMENTWISE) or (c in convs and c.kernel_size == (1, 1) and c.stride == (1, 1)
-                                                   and c.padding in ((0, 0), 'valid') and c.groups == 1
-                                                   and 'folded_bn' not in c.__dict__) for c in layers))
+    return (sum(map(_is_1x1, layers)) >= 2 and _is_1x1(layers[0])
+            and all(_is_1x1(c) or isinstance(c, _ELEMENTWISE) for c in layers))
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):
@@ -163,8 +167,7 @@ def _winograd_shape(m: nn.Conv2d) -> bool:
 
 
 def _pointwise_shape(m: nn.Conv2d) -> bool:
-    return (m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding in ((0, 0), 'valid') and m.groups == 1
-            and m.in_channels * m.out_channels <= MAX_POINTWISE_CHANNELS)
+    return _is_1x1(m) and m.in_channels * m.out_channels <= MAX_POINTWISE_CHANNELS
 
 
 def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
@@ -187,7 +190,7 @@ def speed_up(model: nn.Module, enable: bool = True, winograd: bool = True) -> di
     narrow 1x1 convolutions as matrix products.
 
     Returns the counts: {'folded': batch norms folded, 'winograd': Winograd convolutions, 'pointwise': 1x1
-    convolutions as matrix products}.
+    convolutions as matrix products, 'stacks': :class:`PointwiseStack` sequences}.
     """
     for m in model.modules():  # start from the plain classes
         if type(m) is FastConv2d:
@@ -217,7 +220,7 @@ def speed_up(model: nn.Module, enable: bool = True, winograd: bool = True) -> di
                 m.__class__ = PointwiseStack
                 counts['stacks'] += 1
         for m in model.modules():
-            if type(m) in (nn.Conv2d, FastConv2d) and _pointwise_shape(m):
+            if _pointwise_shape(m):
                 m.__class__ = FastConv2d
                 m.__dict__['pointwise'] = True
                 counts['pointwise'] += 1
