@@ -38,7 +38,7 @@ def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.nda
     clipped to +-8 (float32, one value per pixel)."""
     if not binary.any() or binary.all():  # no boundary at all: everything is far on one side
         return np.full(len(ys), 8.0 if binary.all() else -8.0, np.float32)
-    b = binary.view(np.uint8)
+    b = np.ascontiguousarray(binary, dtype=bool).view(np.uint8)
     inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)[ys, xs]
     outside = cv2.distanceTransform(b ^ 1, cv2.DIST_L2, 3)[ys, xs]
     return np.clip((inside - outside) / unit, -8, 8).astype(np.float32)
@@ -115,8 +115,8 @@ class Arbiter(nn.Module):
         grad = np.sqrt(gx * gx + gy * gy)
         scale = np.percentile(grad[::step, ::step], 99) + 1e-3
         cues = [torch.logit(values, eps=0.005),
-                torch.from_numpy(np.stack([_signed_distance(mask, unit, ys, xs), _signed_distance(prob > 0.5, unit, ys, xs),
-                                           grad[ys, xs] / scale]))]
+                torch.from_numpy(np.stack([_signed_distance(mask, unit, ys, xs),
+                                           _signed_distance(prob > 0.5, unit, ys, xs), grad[ys, xs] / scale]))]
         if self.image_stats:
             edges = cv2.Canny(mask.astype(np.uint8) * 255, 100, 200) > 0
             perimeter = max(1.0, float(edges.sum())) / unit
