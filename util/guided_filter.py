@@ -14,7 +14,7 @@ import torch.nn.functional as F
 def _box_sum_1d(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     """Sum over the window [i - r, i + r] along ``dim``, clipped at the borders: C[min(i + r, n - 1)] -
     C[i - r - 1] (0 for i <= r) with C the inclusive cumulative sum, written by slices of C into one output
-    (no padded copy of C: the same values, in a third of the memory traffic)."""
+    (slices, not gathers, and no padded copy of C; the values of the padded formulation, bit for bit)."""
     dim = dim % x.dim()
     n = x.shape[dim]
     c = torch.cumsum(x, dim)
