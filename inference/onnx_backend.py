@@ -139,15 +139,19 @@ class OnnxCascade(nn.Module):
         try:
             meta = json.loads((folder / META).read_text())
             self.arch, self.hparams, self.folder = meta['arch'], meta['hparams'], folder
-            self.local_levels = getattr(ARCHITECTURES[self.arch], 'local_levels', 2)  # as the PyTorch network's
+            self.local_levels = ARCHITECTURES[self.arch].local_levels  # as the PyTorch network's
             arbiter = Arbiter(**self.hparams['arbiter']) if self.hparams.get('arbiter') is not None else None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f'{folder / META}: not the description of an export ({e!r}); export again') from e
         self.arbiter = None
         if arbiter is not None:
             try:
-                arbiter.load_state_dict(torch.load(folder / ARBITER, map_location='cpu', weights_only=True))
-            except Exception as e:  # missing, truncated or not the arbiter's weights
+                state = torch.load(folder / ARBITER, map_location='cpu', weights_only=True)
+                arbiter.load_state_dict(state)
+                bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+                if bad:
+                    raise ValueError(f'non-finite values in {", ".join(bad)}')
+            except Exception as e:  # missing, truncated, non-finite or not the arbiter's weights
                 raise ValueError(f'{folder / ARBITER}: cannot load the arbiter\'s weights ({e}); export again') from e
             self.arbiter = arbiter.eval()
         options = ort.SessionOptions()

@@ -299,7 +299,11 @@ def test_onnx_backend_reproduces_torch(tmp_path, gate):
         (folder / 'arbiter.pt').write_bytes(b'truncated')
         with pytest.raises(ValueError, match='arbiter.pt: cannot load the arbiter'):
             OnnxCascade(folder)
-        torch.save(model.arbiter.state_dict(), folder / 'arbiter.pt')
+        state = model.arbiter.state_dict()
+        torch.save({**state, 'mean': torch.full_like(state['mean'], float('nan'))}, folder / 'arbiter.pt')
+        with pytest.raises(ValueError, match='arbiter.pt: .*non-finite values in mean'):
+            OnnxCascade(folder)
+        torch.save(state, folder / 'arbiter.pt')
     (folder / 'local3.onnx').rename(tmp_path / 'local3.onnx')  # an export from before that graph existed
     assert not is_export(folder)
     with pytest.raises(FileNotFoundError, match='not every graph'):

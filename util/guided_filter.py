@@ -92,10 +92,28 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | t
     """
     a, b = guided_filter_coefficients(guide, src, r, eps, step)
     if step > 1:
-        up = F.interpolate(torch.cat((a.flatten(1, 2), b), 1), size=guide.shape[-2:], mode='bilinear',
-                           align_corners=False)
-        a, b = up[:, :-src.shape[1]].unflatten(1, a.shape[1:3]), up[:, -src.shape[1]:]
+        up = F.interpolate(pack_coefficients(a, b), size=guide.shape[-2:], mode='bilinear', align_corners=False)
+        a, b = unpack_coefficients(up, guide.shape[1])
+    return apply_coefficients(a, b, guide)
+
+
+def apply_coefficients(a: torch.Tensor, b: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """The filter's output from its coefficients: (a . guide) over the guide's C channels, plus b.
+
+    a: B x C x K x *S, b: B x K x *S, guide: B x C x *S, for any trailing shape S (H x W, or N sampled pixels).
+    Returns B x K x *S."""
     return (a * guide.unsqueeze(2)).sum(1) + b
+
+
+def pack_coefficients(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(a, b) as one B x (C * K + K) x *S tensor, to resample both at once; :func:`unpack_coefficients` undoes it."""
+    return torch.cat((a.flatten(1, 2), b), 1)
+
+
+def unpack_coefficients(ab: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`pack_coefficients` for a guide of ``channels`` channels."""
+    k = ab.shape[1] // (channels + 1)
+    return ab[:, :-k].unflatten(1, (channels, k)), ab[:, -k:]
 
 
 def guided_filter_coefficients(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float | torch.Tensor,

@@ -116,7 +116,7 @@ def _foreground(seg: torch.Tensor, win: Window) -> float:
 def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
                cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
     """Refine L x L crops at full resolution with levels 2-3 (or level 3 alone: ``cfg.local_levels``, by default
-    the model's ``local_levels``, else 2) and fuse them.
+    the model's ``local_levels``: 2 unless its architecture says otherwise) and fuse them.
 
     Args:
         image: B x 3 x H x W full-resolution images (B > 1: several images of one size, e.g. object windows;
@@ -129,7 +129,7 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     """
     h, w = image.shape[-2:]
     dev = model_device(model)
-    levels = cfg.local_levels or getattr(model, 'local_levels', 2)
+    levels = cfg.local_levels or model.local_levels
     # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
     # Full-resolution buffers are what limits the image size: the binarised mask is kept as bool, the crop
     # counts as uint8, and arithmetic happens in place (the same operations, so the same values).

@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from util.guided_filter import guided_filter, guided_filter_coefficients
+from util.guided_filter import (apply_coefficients, guided_filter, guided_filter_coefficients, pack_coefficients,
+                                 unpack_coefficients)
 
 
 def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -144,19 +145,19 @@ class Arbiter(nn.Module):
                     torch.from_numpy(np.stack([mask_s, prob_s]))[None])
 
         small_guide, small_src = pool(step)
-        coefficients = []  # per setting: (a, b) on the pooled grid, B x (3 * 2 + 2) x h x w
+        coefficients = []  # per setting: (a, b) packed, on the pooled grid, 1 x (3 * 2 + 2) x h x w
         for r in radii:
             # Wide windows are fitted coarser still (a radius of 4 cells at least): their coefficients vary slowly.
             s_r = max(step, r // 4)
             g_r, src_r = (small_guide, small_src) if s_r == step else pool(s_r)
             for eps in self.eps:
                 a, b = guided_filter_coefficients(g_r, src_r, max(1, r // s_r), eps)
-                ab = torch.cat((a.flatten(1, 2), b), 1)
+                ab = pack_coefficients(a, b)
                 if s_r != step:
                     ab = F.interpolate(ab, size=small_guide.shape[-2:], mode='bilinear', align_corners=False)
                 coefficients.append(ab)
-        small = torch.cat([small_src] + [((ab[:, :-2].unflatten(1, (3, 2)) * small_guide.unsqueeze(2)).sum(1)
-                                          + ab[:, -2:]).clamp_(0, 1) for ab in coefficients], 1)[0]
+        small = torch.cat([small_src] + [apply_coefficients(*unpack_coefficients(ab, 3), small_guide).clamp_(0, 1)
+                                         for ab in coefficients], 1)[0]
         small_side = small > 0.5
         small_band = (small_side.any(0) & ~small_side.all(0)).numpy().astype(np.uint8)
         # Full-resolution pixels within a pooled cell (and one more) of the pooled band.
@@ -167,11 +168,11 @@ class Arbiter(nn.Module):
         # Each setting's (a, b) sampled bilinearly at those pixels, as F.interpolate(align_corners=False) would.
         grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
         grid = grid.float()[None, None]
-        pixels = torch.from_numpy(planes[0][ry, rx]).T / 255  # 3 x N
+        pixels = torch.from_numpy(planes[0][ry, rx]).T[None] / 255  # 1 x 3 x N
         values = [torch.from_numpy(np.stack([planes[1][ry, rx], planes[2][ry, rx]]))]
         for ab in coefficients:
-            ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[0, :, 0]
-            values.append(((ab[:-2].unflatten(0, (3, 2)) * pixels[:, None]).sum(0) + ab[-2:]).clamp_(0, 1))
+            ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
+            values.append(apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0].clamp_(0, 1))
         values = torch.cat(values, 0)
         side = values > 0.5
         disagree = (side.any(0) & ~side.all(0)).numpy()

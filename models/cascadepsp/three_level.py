@@ -30,6 +30,9 @@ class ThreeLevelCascade(nn.Module):
 
     arch: str = ''
     hparams: dict[str, Any] = {}
+    #: Levels the Local step runs on each crop by default (methods.cascadepsp.config.CascadeConfig.local_levels):
+    #: 2, levels 2 and 3, as the authors do; an architecture may choose level 3 alone (1).
+    local_levels: int = 2
 
     def encode(self, image: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, m3: torch.Tensor) -> Any:
         """Features of the image and three mask channels (all B x . x H x W, masks in [-1, 1])."""
