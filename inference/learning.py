@@ -185,3 +185,28 @@ def comparison_markdown(results: dict[str, dict[str, MethodResult]], models: lis
         cells += ['/'.join(map(str, win_tie_loss(by[m], gf))) if gf else '' for m in models]
         rows.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)
+
+
+def worst_losses(model: MethodResult, other: MethodResult, k: int = 5) -> list[tuple[ImageScore, ImageScore]]:
+    """The ``k`` images where ``model``'s mBA falls furthest below ``other``'s (losses only, worst first), as
+    (model's score, other's score) pairs; images without a defined mBA are left out."""
+    pairs = [(a, b) for a, b in zip(model.scores, other.scores)
+             if not (math.isnan(a.mask_mba) or math.isnan(b.mask_mba)) and a.mask_mba < b.mask_mba]
+    return sorted(pairs, key=lambda ab: ab[0].mask_mba - ab[1].mask_mba)[:k]
+
+
+def losses_markdown(results: dict[str, dict[str, MethodResult]], models: list[str], k: int = 5) -> str:
+    """Per family and model, the ``k`` worst per-image losses on mBA against the best guided filter: image, size,
+    mBA of the input, the filter and the model, and the model's IoU change over the input (x 100)."""
+    rows = ['| coarse masks | model | image | size | input mBA | filter mBA | model mBA | model - filter | '
+            'IoU change over the input |', '|---|---|---|---|---|---|---|---|---|']
+    for family, by in results.items():
+        if not any(n.startswith('guided filter') for n in by):
+            continue
+        gf = best_filter(by)
+        for m in models:
+            for a, b in worst_losses(by[m], gf, k):
+                rows.append(f'| {family} | {m} | {a.name} | {a.width} x {a.height} | {100 * a.seg_mba:.2f} | '
+                            f'{100 * b.mask_mba:.2f} | {100 * a.mask_mba:.2f} | {100 * (a.mask_mba - b.mask_mba):+.2f} | '
+                            f'{100 * (a.mask_iou - a.seg_iou):+.2f} |')
+    return '\n'.join(rows)

@@ -86,3 +86,38 @@ def refinement_panel(image: np.ndarray, coarse: np.ndarray, refined: np.ndarray,
     gap = np.zeros((th + _CAPTION, 4, 3), np.uint8)
     rows = [np.concatenate([tiles[0], gap, tiles[1]], 1), np.concatenate([tiles[2], gap, tiles[3]], 1)]
     return np.concatenate([rows[0], np.zeros((4, rows[0].shape[1], 3), np.uint8), rows[1]], 0)
+
+
+def comparison_panel(image: np.ndarray, gt: np.ndarray, outputs: dict[str, np.ndarray],
+                     window: tuple[int, int, int, int] | None = None, tile: int = 384) -> np.ndarray:
+    """Several refinements of one image side by side, as an RGB uint8 array: the image with the ground
+    truth's boundary (yellow) and the zoom window (white box), then, per output, the window enlarged with the
+    ground truth's boundary (yellow) and the output's (green), captioned with its label.
+
+    Args:
+        image: H x W x 3 uint8 RGB; gt and each output: H x W uint8 masks (binarised at 127).
+        window: (y0, y1, x0, x1) to zoom on; default: the quarter-size window where the last two outputs
+            disagree most.
+        tile: side of each square tile, in pixels.
+    """
+    h, w = gt.shape
+    if window is None:
+        masks = list(outputs.values())
+        window = difference_window(masks[-2] if len(masks) > 1 else gt, masks[-1], max(16, min(h, w) // 4))
+    y0, y1, x0, x1 = window
+    thick = max(1, round(max(h, w) / 300))
+    overview = _draw_boundary(image.copy(), gt, _YELLOW, thick)
+    cv2.rectangle(overview, (x0, y0), (x1 - 1, y1 - 1), _WHITE, thick)
+    tiles = [_captioned(_fit(overview, tile, tile), 'ground truth (yellow)')]
+    # Enlarged by nearest neighbour before drawing, so a one-pixel difference between outputs stays visible.
+    zoom = tile / max(y1 - y0, x1 - x0)
+    size = (max(1, round((x1 - x0) * zoom)), max(1, round((y1 - y0) * zoom)))
+
+    def enlarge(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(np.ascontiguousarray(a[y0:y1, x0:x1]), size, interpolation=cv2.INTER_NEAREST)
+    base, gt_zoom = enlarge(image), enlarge(gt)
+    for label, mask in outputs.items():
+        view = _draw_boundary(_draw_boundary(base.copy(), gt_zoom, _YELLOW, 2), enlarge(mask), _GREEN, 2)
+        tiles.append(_captioned(_fit(view, tile, tile), label))
+    gap = np.zeros((tile + _CAPTION, 4, 3), np.uint8)
+    return np.concatenate([t for pair in zip(tiles, [gap] * len(tiles)) for t in pair][:-1], 1)

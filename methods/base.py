@@ -57,6 +57,8 @@ class Recipe:
     * ``size(batch)``: the number of samples in a batch (default: the first tensor's length).
     * ``pairs()``: the training items, when the method does not train on the (image, mask) folders of
       ``--data_root`` (MagNet reads the authors' datalist); None: those folders.
+    * ``not_trained``: parameter-name prefixes of parts a ``--load`` file may hold that this training neither
+      builds nor trains (CascadePSP's arbiter, fitted after the network on its outputs): left out of the load.
     """
     dataset: Callable[[list], Dataset]
     to_device: Callable[[Batch, torch.device], Batch]
@@ -66,6 +68,7 @@ class Recipe:
     prepare: Callable[[nn.Module], None] = lambda model: None
     size: Callable[[Batch], int] = lambda batch: len(batch[0])
     pairs: Callable[[], list] | None = None
+    not_trained: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

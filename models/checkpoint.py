@@ -100,12 +100,14 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any] | None = None,
-                 new: tuple[str, ...] = ()) -> nn.Module:
+                 new: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> nn.Module:
     """Load a released or project checkpoint into ``model`` strictly; returns ``model``.
 
     ``data``: the file's content when the caller has already read it (see :func:`read_checkpoint`).
     ``new``: parameter-name prefixes of modules the file may lack (they keep their initialisation; training
     only, e.g. a head added to a trained network).
+    ``drop``: parameter-name prefixes of modules the file may hold and ``model`` lacks, which are left out (with a
+    log line; training only, e.g. ``lite``'s arbiter, fitted after the network and so not part of its training).
     """
     data = read_checkpoint(path) if data is None else data
     if isinstance(data.get('model'), dict) and 'arch' in data:
@@ -115,6 +117,13 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
     if getattr(model, 'arch', arch) != arch:
         raise CheckpointError(f'{path}: holds a {arch!r} model, not {model.arch!r}')
     state = extract_state_dict(data)
+    if drop:
+        own = model.state_dict()
+        dropped = [k for k in state if k.startswith(drop) and k not in own]
+        if dropped:
+            log.info('%s: left out %d tensor(s) the model does not have: %s', path, len(dropped),
+                     ', '.join(sorted({k.split('.')[0] for k in dropped})))
+            state = {k: v for k, v in state.items() if k not in dropped}
     check_state_dict(model, state, str(path), new)
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:

@@ -11,7 +11,9 @@ no training recipe). Prints, per family, IoU and mBA (x100) of the input, of a c
 of nine (radius, eps) settings (the table keeps the best per family, as a user tuning it would), and of each
 model (its method's defaults: Global+Local at L=900 for CascadePSP), and each model's per-image win/tie/loss
 count on mBA against that best filter (a tie: within 0.1 point). With --samples, also scores the H36M frames
-against the authors' released model's outputs. Writes results.md (both tables) and results.json.
+against the authors' released model's outputs. Lists each model's --worst losses against that filter per
+family (with --panels, a picture of each: the filter's and the model's boundaries on the ground truth's).
+Writes results.md (the tables) and results.json.
 """
 from __future__ import annotations
 
@@ -27,11 +29,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.coarse_sets import FAMILIES, write_coarse_folder  # noqa: E402
 from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
-from inference.learning import (comparison_markdown, guided_filter_methods, model_method,  # noqa: E402
-                                results_markdown, score_against_reference, score_folder)
+from dataset.folders import find_samples, load_sample  # noqa: E402
+from inference.learning import (best_filter, comparison_markdown, guided_filter_methods,  # noqa: E402
+                                losses_markdown, model_method, results_markdown, score_against_reference,
+                                score_folder, worst_losses)
+from inference.visualize import comparison_panel  # noqa: E402
 from inference.predict import default_config  # noqa: E402
 from models.hub import load_pretrained, resolve_weights  # noqa: E402
-from util.atomic import write_text  # noqa: E402
+from util.atomic import write_image, write_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--work', default='data/benchmark_learning', help='where the coarse folders are built')
     parser.add_argument('--output', default='output/benchmark_learning')
     parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--worst', type=int, default=5, help="list each model's N worst losses against the best filter")
+    parser.add_argument('--panels', action='store_true',
+                        help='also draw them: OUTPUT/worst/FAMILY_MODEL_IMAGE.png (the methods are run again on those images)')
     parser.add_argument('--filters', action=argparse.BooleanOptionalAction, default=True,
                         help='score the guided-filter settings too (--no-filters: only the models, e.g. to fill the cache)')
     parser.add_argument('--cache', action=argparse.BooleanOptionalAction, default=True,
@@ -89,13 +97,34 @@ def main(argv: list[str] | None = None) -> int:
                      samples / f'H36M_output{i}.jpg') for i in (1, 2, 3)]
         results['H36M vs the released model'] = score_against_reference(triplets, methods)
 
+    if args.panels:
+        for family in args.family:
+            draw_worst(results[family], Path(args.work) / f'{family}_every{args.every}', methods, labels, args.worst,
+                       Path(args.output) / 'worst', family)
     table = comparison_markdown(results, labels) + '\n\nEvery setting:\n\n' + results_markdown(results)
+    if args.worst and args.filters:
+        table += f'\n\nWorst {args.worst} losses against the best filter:\n\n' + losses_markdown(results, labels, args.worst)
     print(f'{len(pairs)} held-out pairs ({args.split}, every {args.every})\n{table}')
     out = Path(args.output)
     write_text(out / 'results.md', table + '\n')
     write_text(out / 'results.json', json.dumps({f: {m: dict(r.summary, seconds=r.seconds, per_image_mba=[
         s.mask_mba for s in r.scores]) for m, r in rs.items()} for f, rs in results.items()}, indent=1) + '\n')
     return 0
+
+
+def draw_worst(results: dict, folder: Path, methods: dict, models: list[str], k: int, output: Path, family: str) -> None:
+    """Write a :func:`inference.visualize.comparison_panel` (input, best filter, model) of each model's ``k`` worst
+    losses against the best filter, running both again on those images."""
+    gf = best_filter(results)
+    output.mkdir(parents=True, exist_ok=True)
+    samples = {s.name: s for s in find_samples(folder)[0]}
+    for m in models:
+        for a, b in worst_losses(results[m], gf, k):
+            image, coarse, gt = load_sample(samples[a.name])
+            panel = comparison_panel(image, gt, {f'input: mBA {100 * a.seg_mba:.1f}': coarse,
+                                                 f'filter: mBA {100 * b.mask_mba:.1f}': methods[gf.method](image, coarse),
+                                                 f'{m}: mBA {100 * a.mask_mba:.1f}': methods[m](image, coarse)})
+            write_image(output / f'{family}_{m}_{a.name}.png', panel)
 
 
 if __name__ == '__main__':

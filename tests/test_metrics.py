@@ -157,3 +157,36 @@ def test_make_table(tmp_path):
     table = results_table([('PSPNet', path)])
     assert '| PSPNet | 90.49 | 59.63 |' in table
     assert '| PSPNet + CascadePSP | 93.93 (↑3.44) | 75.32 (↑15.69) |' in table
+
+
+def test_worst_losses_are_listed_and_drawn(tmp_path):
+    """The learning benchmark's worst losses against the best filter: only losses, worst first, at most k; a
+    table row and a panel (input, filter, model) for each."""
+    from inference.learning import losses_markdown, score_folder, worst_losses
+    from scripts.benchmark_learning import draw_worst
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'set'
+    folder.mkdir()
+    for i, shift in enumerate((0, 1, 3, 5)):  # the model's boundary is off by `shift` px on image i
+        gt = np.zeros((48, 64), np.uint8)
+        gt[12:36, 16:48] = 255
+        image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        image[0, 0, 0] = shift  # read back by the model below
+        Image.fromarray(image).save(folder / f'p{i}_im.png')
+        Image.fromarray(gt).save(folder / f'p{i}_gt.png')
+        Image.fromarray(np.roll(gt, 2, 1)).save(folder / f'p{i}_seg.png')
+
+    def model(image, coarse):
+        return np.roll(coarse, -2 + int(image[0, 0, 0]), 1)
+    methods = {'guided filter r=1': lambda image, c: np.roll(c, -2, 1), 'model': model}
+    results = {'shifted': score_folder(folder, methods)}
+    worst = worst_losses(results['shifted']['model'], results['shifted']['guided filter r=1'], k=2)
+    assert [a.name for a, _ in worst] == ['p3', 'p2']  # p0 ties, p1 loses least, k = 2
+    assert all(a.mask_mba < b.mask_mba for a, b in worst)
+    table = losses_markdown(results, ['model'], k=2)
+    assert table.count('| shifted | model | p') == 2 and '| 64 x 48 |' in table
+    draw_worst(results['shifted'], folder, methods, ['model'], 2, tmp_path / 'worst', 'shifted')
+    panels = sorted(p.name for p in (tmp_path / 'worst').iterdir())
+    assert panels == ['shifted_model_p2.png', 'shifted_model_p3.png']
+    panel = np.asarray(Image.open(tmp_path / 'worst' / panels[0]))
+    assert panel.shape[0] > 100 and panel.shape[1] > 4 * panel.shape[0] * 0.8  # four tiles in a row

@@ -66,7 +66,7 @@ def _build_model(cfg: TrainConfig, recipe: Recipe, device: torch.device, rank: i
     model = build_model(cfg.arch, **cfg.arch_args)
     recipe.prepare(model)
     if cfg.load:
-        load_weights(model, resolve_weights(cfg.load), new=tuple(cfg.load_new))
+        load_weights(model, resolve_weights(cfg.load), new=tuple(cfg.load_new), drop=recipe.not_trained)
     params = freeze_except(model, cfg.train_only)
     model.to(device).train()
     if cfg.optimizer == 'sgd':

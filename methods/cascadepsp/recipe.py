@@ -73,4 +73,7 @@ def recipe(cfg: CascadeTrainConfig) -> Recipe:
         dataset=lambda pairs: TrainingSet(pairs, cfg.crop_size, degradation=cfg.degradation,
                                           scale_range=tuple(cfg.scale_range)),
         to_device=lambda batch, device: tuple(t.to(device, non_blocking=True) for t in batch),
-        step=step, metrics=iou_per_output, images=image_columns, prepare=prepare)
+        step=step, metrics=iou_per_output, images=image_columns, prepare=prepare,
+        # The arbiter was fitted on the loaded network's outputs: a network trained further needs its own fit
+        # (the preset's arbiter stage, or scripts/train_arbiter.py).
+        not_trained=('arbiter.',))

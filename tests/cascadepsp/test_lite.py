@@ -171,3 +171,21 @@ def test_bundled_weights_on_a_held_out_pair(data_dir, family):
     gain, over_filter = MEASURED[family]
     assert score.mask_mba - score.seg_mba >= gain - SLACK, (score.seg_mba, score.mask_mba)
     assert score.mask_mba - best_filter >= over_filter - SLACK, (best_filter, score.mask_mba)
+
+
+def test_training_from_the_bundled_model_leaves_its_arbiter_out(tmp_path, tiny_data, train_args, caplog):
+    """``--load lite`` (the bundled file carries an arbiter) starts a training run from the network alone: the
+    arbiter was fitted on that network's outputs, so it is left out, with a log line, and no checkpoint of the
+    new run carries it. Any other unexpected key is still an error."""
+    tiny_data()
+    with caplog.at_level('INFO'):
+        assert train_cli.main(train_args('--arch', 'lite', '--load', 'lite', '--arch_args', '{"gf_radius": 2}',
+                                         '-i', '1', '--holdout', '')) == 0
+    assert 'left out 8 tensor(s) the model does not have: arbiter' in caplog.text
+    data = read_checkpoint(next((tmp_path / 'saves').glob('*/checkpoint_final.pth')))
+    assert data['hparams']['gf_radius'] == 2 and 'arbiter' not in data['hparams']
+    assert not any(k.startswith('arbiter.') for k in data['model'])
+    with pytest.raises(CheckpointError, match='unexpected keys'):
+        load_weights(build_model('lite'), BUNDLED['lite'])
+    with pytest.raises(CheckpointError, match='unexpected keys'):
+        load_weights(build_model('lite'), BUNDLED['lite'], drop=('guide.',))
