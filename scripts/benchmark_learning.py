@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                      samples / f'H36M_output{i}.jpg') for i in (1, 2, 3)]
         results['H36M vs the released model'] = score_against_reference(triplets, methods)
 
-    if args.panels:
+    if args.panels and args.filters:  # a loss is against the best filter
         for family in args.family:
             draw_worst(results[family], Path(args.work) / f'{family}_every{args.every}', methods, labels, args.worst,
                        Path(args.output) / 'worst', family)
