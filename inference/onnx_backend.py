@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.checkpoint import weights_digest
+from models.checkpoint import non_finite_keys, weights_digest
 from models.cascadepsp.arbiter import Arbiter
 from models.registry import ARCHITECTURES
 
@@ -148,7 +148,7 @@ class OnnxCascade(nn.Module):
             try:
                 state = torch.load(folder / ARBITER, map_location='cpu', weights_only=True)
                 arbiter.load_state_dict(state)
-                bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+                bad = non_finite_keys(state)
                 if bad:
                     raise ValueError(f'non-finite values in {", ".join(bad)}')
             except Exception as e:  # missing, truncated, non-finite or not the arbiter's weights

@@ -99,6 +99,11 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
                               + fmt('mis-shaped keys', misshaped))
 
 
+def non_finite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any] | None = None,
                  new: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> nn.Module:
     """Load a released or project checkpoint into ``model`` strictly; returns ``model``.
@@ -125,7 +130,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, data: dict[str, Any]
                      ', '.join(sorted({k.split('.')[0] for k in dropped})))
             state = {k: v for k, v in state.items() if k not in dropped}
     check_state_dict(model, state, str(path), new)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = non_finite_keys(state)
     if bad:
         raise CheckpointError(f'{path}: non-finite values (NaN or infinity) in {len(bad)} tensor(s): '
                               + ', '.join(bad[:10]) + (' ...' if len(bad) > 10 else ''))
