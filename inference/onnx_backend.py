@@ -166,11 +166,13 @@ class OnnxCascade(nn.Module):
                 raise ValueError(f'{path}: cannot load the ONNX graph: {e}') from e
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, inter_s8: torch.Tensor | None = None,
-                inter_s4: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                inter_s4: torch.Tensor | None = None, outputs: tuple[str, ...] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The outputs of the graph the inputs select (:data:`GRAPHS`); ``outputs`` narrows them further."""
         if inter_s4 is not None and inter_s8 is None:
             raise ValueError('inter_s4 needs inter_s8: level 3 takes both level-2 outputs')
         name = 'global' if inter_s8 is None else 'local' if inter_s4 is None else 'local3'
-        inputs, outputs = GRAPHS[name]
         feed = {k: np.ascontiguousarray(t.detach().float().cpu().numpy())
-                for k, t in zip(inputs, (image, mask, inter_s8, inter_s4))}
-        return {k: torch.from_numpy(v) for k, v in zip(outputs, self.sessions[name].run(list(outputs), feed))}
+                for k, t in zip(GRAPHS[name][0], (image, mask, inter_s8, inter_s4))}
+        keys = [k for k in GRAPHS[name][1] if outputs is None or k in outputs]
+        return {k: torch.from_numpy(v) for k, v in zip(keys, self.sessions[name].run(keys, feed))}

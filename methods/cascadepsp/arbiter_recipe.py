@@ -91,9 +91,12 @@ def fit(arbiter: Arbiter, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, e
 
 def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../shared/data',
                   sources: list[str] | None = None, images: int = 1000, samples: int = 3000, epochs: int = 8,
-                  hidden: int = 64, seed: int = 1, threads: int = 0, half: bool = False) -> Path:
+                  hidden: int = 64, seed: int = 1, threads: int = 0, half: bool = False, evidence: bool = False,
+                  post_radius: float = 0.0) -> Path:
     """Fit an arbiter on the outputs of the network in checkpoint ``load`` and write both to ``output`` (with
-    the network's training record: config, iteration, note). Raises ValueError for an architecture without one."""
+    the network's training record: config, iteration, note). ``evidence`` and ``post_radius``: the arbiter's
+    hyper-parameters of those names (the final filter runs at inference only). Raises ValueError for an
+    architecture without one."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -104,17 +107,21 @@ def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../sha
     model.set_arbiter(None)  # the arbiter learns from the network's own outputs
     pairs = exclude_split(training_pairs(data_root, sources or ['ecssd', 'DUTS-TE']), VAL_SPLIT)
     pairs = [pairs[i] for i in rng.permutation(len(pairs))[:images]]
-    arbiter = Arbiter(hidden=hidden)
+    arbiter = Arbiter(hidden=hidden, evidence=evidence, post_radius=post_radius)
     start = time.time()
     x, y, ids = collect(model, arbiter, pairs, samples, rng)
     log.info('%d band pixels from %d images in %.0f s', len(x), len(pairs), time.time() - start)
     losses = fit(arbiter, x, y, ids, epochs)
     model.set_arbiter(arbiter)
     recipe: dict[str, Any] = dict(load=str(load), data_root=data_root, sources=sources, images=images, samples=samples,
-                                  epochs=epochs, hidden=hidden, seed=seed, losses=losses, pixels=len(x))
-    note = f'arbiter: {images} images, seed {seed}, {time.time() - start:.0f} s'
+                                  epochs=epochs, hidden=hidden, seed=seed, evidence=evidence, post_radius=post_radius,
+                                  losses=losses, pixels=len(x))
+    note = (f'arbiter: {images} images, seed {seed}, evidence {evidence}, post_radius {post_radius}, '
+            f'{time.time() - start:.0f} s')
+    # The network's history stays; an arbiter the source had is replaced, so its line goes.
+    kept = [part for part in source.get('note', '').split('; ') if part and not part.startswith('arbiter:')]
     save_checkpoint(output, model, half=half, config=source.get('config'), iteration=source.get('iteration'),
-                    note='; '.join(filter(None, [source.get('note', ''), note])), arbiter_recipe=recipe)
+                    note='; '.join(kept + [note]), arbiter_recipe=recipe)
     log.info('wrote %s', output)
     return Path(output)
 
@@ -122,7 +129,8 @@ def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../sha
 def arbiter_stage(values: dict[str, Any]) -> Path:
     """The preset stage: ``values`` are the stage's settings with ``load`` (the previous stage's checkpoint),
     ``exp_id`` and ``save_dir``; writes save_dir/RUN_EXP_ID/checkpoint_final.pth."""
-    keys = ('data_root', 'sources', 'images', 'samples', 'epochs', 'hidden', 'seed', 'threads', 'half')
+    keys = ('data_root', 'sources', 'images', 'samples', 'epochs', 'hidden', 'seed', 'threads', 'half', 'evidence',
+            'post_radius')
     output = Path(values.get('save_dir', 'saves')) / f'RUN_{values["exp_id"]}' / 'checkpoint_final.pth'
     output.parent.mkdir(parents=True, exist_ok=True)
     return train_arbiter(values['load'], output, **{k: values[k] for k in keys if k in values})

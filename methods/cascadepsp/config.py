@@ -81,7 +81,7 @@ _LITE_CPU = dict(arch='lite', data_root='../shared/data', sources=['ecssd', 'DUT
                  batch_size=8, crop_size=192, schedule='cosine', workers=1, log_interval=50)
 
 _ARBITER = dict(data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], images=1000, samples=3000, epochs=8,
-                hidden=64, seed=1, half=True)
+                hidden=64, seed=1, half=True, evidence=True, post_radius=0.5)
 
 PRESETS: dict[str, tuple[Stage, ...]] = {
     'lite': (

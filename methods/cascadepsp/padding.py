@@ -21,7 +21,7 @@ def padded_size(h: int, w: int) -> tuple[int, int]:
 def safe_forward(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
                  inter_s8: torch.Tensor | None = None, inter_s4: torch.Tensor | None = None,
                  keys: tuple[str, ...] = ('pred_224', 'pred_28_3', 'pred_56_2')) -> dict[str, torch.Tensor]:
-    """Pad bottom/right (image with 0, masks with -1), run ``model``, crop ``keys`` back to H x W.
+    """Pad bottom/right (image with 0, masks with -1), run ``model`` for ``keys`` alone, crop them back to H x W.
 
     Shapes as in :meth:`models.RefinementModule.forward`, without the multiple-of-8 requirement.
     """
@@ -33,5 +33,5 @@ def safe_forward(model: nn.Module, image: torch.Tensor, mask: torch.Tensor,
         mask = F.pad(mask, pad, value=-1.0)
         inter_s8 = None if inter_s8 is None else F.pad(inter_s8, pad, value=-1.0)
         inter_s4 = None if inter_s4 is None else F.pad(inter_s4, pad, value=-1.0)
-    out = model(image, mask, inter_s8, inter_s4)
+    out = model(image, mask, inter_s8, inter_s4, outputs=keys)
     return {k: out[k][..., :h, :w] for k in keys}

@@ -9,12 +9,19 @@ masks the network wins. The arbiter learns, per pixel, which to believe. Its inp
 * where the pixel is: signed distances to the boundaries of ``m`` and of ``q`` (units of (H + W) / 300 px,
   clipped to +-8), and the image's gradient magnitude (Sobel, divided by its 99th percentile);
 * per image: how much ``q`` and each filter of ``m`` change ``m`` (the pixels that change side, per unit of
-  ``m``'s perimeter, log), which tells how coarse the mask is.
+  ``m``'s perimeter, log), which tells how coarse the mask is;
+* optionally (``evidence``, the fourth bundled version), whether the image supports a boundary there: the mean
+  gradient on the boundary pixels of ``m`` and of ``q`` within 2 units, and their difference; and the pixel's
+  colour placed between the mean colours of ``m``'s foreground and background within 3 units (0: the
+  background's, 1: the foreground's), with the distance between those means. The worst losses on near-right
+  masks were regions whose colour is the background's, cut away where no edge says so.
 
 A small MLP maps them to the probability of the foreground, on the *band* only: the pixels where the candidates
 do not all fall on the same side of 0.5 (dilated by one pixel). Elsewhere every candidate agrees and ``q`` is
-kept. It is trained after the network, on the network's outputs (``scripts/train_arbiter.py``), and saved in
-the network's checkpoint.
+kept. Optionally (``post_radius``) the result is colour guided-filtered once more, at radius ``post_radius``
+units, on the band and around it: the per-pixel choice leaves single-pixel steps that the filter moves onto
+the image's edges. It is trained after the network, on the network's outputs (``scripts/train_arbiter.py``),
+and saved in the network's checkpoint.
 
 Sizes are relative to the image ((H + W) / 300 px is 2.3 px on a 400 x 300 image, 19 px on 3492 x 2328). Above
 half a megapixel the filters are fitted at a stride (He and Sun's fast guided filter), the band is found at that
@@ -54,16 +61,27 @@ class Arbiter(nn.Module):
         hidden: width of the MLP's two hidden layers.
         image_stats: whether the per-image coarseness cues are inputs.
         max_pixels: above this H x W the filters are fitted at stride s = ceil(sqrt(H x W / max_pixels)) and
-            evaluated at full resolution only around the band found at that stride.
+            evaluated at full resolution only around the band found at that stride (the evidence cues and the
+            final filter too).
+        evidence: whether the image-evidence cues are inputs.
+        post_radius: radius of the final guided filter, in units of (H + W) / 300 px (0: none).
+        post_eps: its regulariser, squared [0, 1]-RGB units.
     """
 
     def __init__(self, radius_per: tuple[int, ...] = (300, 150, 75), eps: tuple[float, ...] = (1e-4, 1e-3, 1e-2),
-                 hidden: int = 64, image_stats: bool = True, max_pixels: int = 500_000) -> None:
+                 hidden: int = 64, image_stats: bool = True, max_pixels: int = 500_000, evidence: bool = False,
+                 post_radius: float = 0.0, post_eps: float = 1e-3) -> None:
         super().__init__()
+        if post_radius < 0 or not post_eps > 0:
+            raise ValueError(f'arbiter: post_radius must be at least 0 and post_eps positive; got {post_radius}, '
+                             f'{post_eps}')
         self.radius_per, self.eps = tuple(radius_per), tuple(eps)
         self.image_stats, self.max_pixels = image_stats, max_pixels
+        self.evidence, self.post_radius, self.post_eps = evidence, post_radius, post_eps
         self.hparams = dict(radius_per=list(radius_per), eps=list(eps), hidden=hidden, image_stats=image_stats,
                             max_pixels=max_pixels)
+        if evidence or post_radius:  # only then: the earlier bundled version keeps its exact hyper-parameters
+            self.hparams.update(evidence=evidence, post_radius=post_radius, post_eps=post_eps)
         n = self.num_features
         # Feature standardisation, fitted on the training features (saved with the weights).
         self.register_buffer('mean', torch.zeros(n))
@@ -78,23 +96,45 @@ class Arbiter(nn.Module):
     @property
     def num_features(self) -> int:
         settings = len(self.radius_per) * len(self.eps)
-        return self.num_candidates + 3 + ((1 + settings) if self.image_stats else 0)
+        return self.num_candidates + 3 + ((1 + settings) if self.image_stats else 0) + (5 if self.evidence else 0)
+
+    def stride(self, h: int, w: int) -> int:
+        """The stride at which an h x w image's filters are fitted (1: at full resolution)."""
+        return max(1, math.ceil(math.sqrt(h * w / self.max_pixels)))
+
+    def pool(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Large images: stride s -> (guide, 1 x 3 x h x w RGB in [0, 1]; src, 1 x 2 x h x w mask and output) as
+        s x s means (h = ceil(H / s)), for every stride the candidates are fitted at; :meth:`stride` is the finest."""
+        h, w = mask.shape
+        step = self.stride(h, w)
+        strides = sorted({step} | {max(step, max(1, round((h + w) / per)) // 4) for per in self.radius_per})
+        # Plane by plane: one H x W x 5 float copy of an 8-megapixel image is 160 MB, and slow to build.
+        planes = (rgb.astype(np.float32), mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32))
+        pooled = {}
+        for s in strides:
+            size = (math.ceil(w / s), math.ceil(h / s))
+            rgb_s, mask_s, prob_s = (cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes)
+            pooled[s] = (torch.from_numpy(rgb_s).permute(2, 0, 1)[None] / 255,
+                         torch.from_numpy(np.stack([mask_s, prob_s]))[None])
+        return pooled
 
     @torch.no_grad()
-    def features(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    def features(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray,
+                 pooled: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Per-pixel inputs of the MLP, and the band where it decides.
 
         Args:
             rgb: H x W x 3 uint8 image.
             mask: H x W bool input mask.
             prob: H x W float32 network output in [0, 1].
+            pooled: :meth:`pool`'s result, when the caller has it (only used above ``max_pixels``).
 
         Returns:
             (F x N float32 features of the N band pixels, in row-major order; H x W bool band).
         """
         h, w = mask.shape
         unit = (h + w) / 300
-        step = max(1, math.ceil(math.sqrt(h * w / self.max_pixels)))
+        step = self.stride(h, w)
         radii = [max(1, round((h + w) / per)) for per in self.radius_per]
         if step == 1:  # every candidate at every pixel
             guide = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None].div_(255)
@@ -109,7 +149,8 @@ class Arbiter(nn.Module):
             values = c[:, ys, xs]
             small_side, small_mask = side, mask
         else:
-            values, band, small_side, small_mask = self._sparse_candidates(rgb, mask, prob, radii, step)
+            pooled = pooled or self.pool(rgb, mask, prob)
+            values, band, small_side, small_mask = self._sparse_candidates(rgb, mask, prob, radii, step, pooled)
             ys, xs = np.nonzero(band)
         grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
         gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
@@ -125,9 +166,48 @@ class Arbiter(nn.Module):
                        for k in [1] + list(range(2, small_side.shape[0], 2))]  # q, then each filter of m
             stats = torch.tensor([math.log(x + 1e-2) for x in changed], dtype=torch.float32)
             cues.append(stats[:, None].expand(-1, len(ys)))
+        if self.evidence:
+            cues.append(self._evidence(rgb, mask, prob, grad, scale, ys, xs, unit, step, pooled))
         return torch.cat(cues, 0), band
 
-    def _sparse_candidates(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, radii: list[int], step: int
+    @staticmethod
+    def _evidence(rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, grad: np.ndarray, scale: float,
+                  ys: np.ndarray, xs: np.ndarray, unit: float, step: int,
+                  pooled: dict[int, tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
+        """The image-evidence cues (module docstring) at pixels (ys, xs): 5 x N float32. ``grad / scale``: H x W
+        gradient magnitude, ~[0, 1]. Above ``max_pixels`` computed on the ``step`` x ``step`` means of ``pooled``:
+        they are averages over windows of 2-3 units."""
+        if step == 1:
+            g, m, q = grad / scale, mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32)
+            colour = rgb.astype(np.float32) / 255
+        else:
+            guide, src = pooled[step]
+            g = cv2.resize(grad, guide.shape[:1:-1], interpolation=cv2.INTER_AREA) / scale
+            m, q = src[0].numpy()
+            colour = np.ascontiguousarray(guide[0].permute(1, 2, 0).numpy())
+        iy, ix = ys // step, xs // step
+        cross = np.ones((3, 3), np.uint8)
+
+        def box(x: np.ndarray, radius_units: float) -> np.ndarray:
+            k = 2 * max(1, round(radius_units * unit / step)) + 1
+            return cv2.blur(x, (k, k), borderType=cv2.BORDER_REFLECT)
+
+        support = []  # mean gradient on each boundary within 2 units
+        for side in (m > 0.5, q > 0.5):
+            b = side.view(np.uint8) if side.flags.c_contiguous else side.astype(np.uint8)
+            edge = (cv2.dilate(b, cross) - cv2.erode(b, cross)).astype(np.float32)
+            support.append((box(g * edge, 2) / (box(edge, 2) + 1e-3))[iy, ix])
+        fg_share = box(m, 3)
+        fg = box(colour * m[..., None], 3) / (fg_share[..., None] + 1e-3)
+        bg = box(colour * (1 - m)[..., None], 3) / (1 - fg_share[..., None] + 1e-3)
+        d, c = (fg - bg)[iy, ix], colour[iy, ix] - bg[iy, ix]
+        separation = (d * d).sum(1)
+        placed = np.clip((c * d).sum(1) / (separation + 1e-3), -1, 2)
+        return torch.from_numpy(np.stack([support[0], support[1], support[1] - support[0], placed,
+                                          np.sqrt(separation)]).astype(np.float32))
+
+    def _sparse_candidates(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, radii: list[int], step: int,
+                           pooled: dict[int, tuple[torch.Tensor, torch.Tensor]]
                            ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
         """Large images: the filters are fitted on ``step`` x ``step`` means (the fast guided filter), the band is
         found at that resolution, and the candidates are evaluated at full resolution only around it.
@@ -135,21 +215,12 @@ class Arbiter(nn.Module):
         Returns (20 x N candidate values at the band's N pixels, H x W bool band, 20 x h x w sides of 0.5 of the
         candidates at the pooled resolution, h x w bool pooled mask)."""
         h, w = mask.shape
-        # Pooled separately: one H x W x 5 float copy of a 8-megapixel image is 160 MB, and slow to build.
-        planes = (rgb.astype(np.float32), mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32))
-
-        def pool(s: int) -> tuple[torch.Tensor, torch.Tensor]:  # (guide, src) as s x s means, 1 x C x h/s x w/s
-            size = (math.ceil(w / s), math.ceil(h / s))
-            rgb_s, mask_s, prob_s = (cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes)
-            return (torch.from_numpy(rgb_s).permute(2, 0, 1)[None] / 255,
-                    torch.from_numpy(np.stack([mask_s, prob_s]))[None])
-
-        small_guide, small_src = pool(step)
+        small_guide, small_src = pooled[step]
         coefficients = []  # per setting: (a, b) packed, on the pooled grid, 1 x (3 * 2 + 2) x h x w
         for r in radii:
             # Wide windows are fitted coarser still (a radius of 4 cells at least): their coefficients vary slowly.
             s_r = max(step, r // 4)
-            g_r, src_r = (small_guide, small_src) if s_r == step else pool(s_r)
+            g_r, src_r = pooled[s_r]
             for eps in self.eps:
                 a, b = guided_filter_coefficients(g_r, src_r, max(1, r // s_r), eps)
                 ab = pack_coefficients(a, b)
@@ -168,8 +239,8 @@ class Arbiter(nn.Module):
         # Each setting's (a, b) sampled bilinearly at those pixels, as F.interpolate(align_corners=False) would.
         grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
         grid = grid.float()[None, None]
-        pixels = torch.from_numpy(planes[0][ry, rx]).T[None] / 255  # 1 x 3 x N
-        values = [torch.from_numpy(np.stack([planes[1][ry, rx], planes[2][ry, rx]]))]
+        pixels = torch.from_numpy(rgb[ry, rx].astype(np.float32)).T[None] / 255  # 1 x 3 x N
+        values = [torch.from_numpy(np.stack([mask[ry, rx].astype(np.float32), np.asarray(prob[ry, rx], np.float32)]))]
         for ab in coefficients:
             ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
             values.append(apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0].clamp_(0, 1))
@@ -186,9 +257,35 @@ class Arbiter(nn.Module):
     def forward(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> np.ndarray:
         """The arbitrated probabilities (H x W float32 in [0, 1]): ``prob`` off the band, the MLP's on it.
         Arguments as in :meth:`features`."""
-        x, band = self.features(rgb, mask, prob)
+        pooled = self.pool(rgb, mask, prob) if self.stride(*mask.shape) > 1 else None
+        x, band = self.features(rgb, mask, prob, pooled)
         out = np.array(prob, dtype=np.float32, copy=True)
         if x.shape[1]:
             logits = self.mlp(((x.T - self.mean) / self.std).to(self.mean.dtype))[:, 0]
             out[band] = torch.sigmoid(logits).float().numpy()
+            if self.post_radius:
+                self._post_filter(rgb, out, band, pooled)
         return out
+
+    def _post_filter(self, rgb: np.ndarray, out: np.ndarray, band: np.ndarray,
+                     pooled: dict[int, tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        """Guided-filter H x W ``out`` in place, within the filter's reach (2r) of the band, where r is
+        ``post_radius`` units; above ``max_pixels`` fitted at a stride on ``pooled``'s guide, as the candidates are."""
+        h, w = out.shape
+        r = max(1, round(self.post_radius * (h + w) / 300))
+        step = self.stride(h, w)
+        region = cv2.dilate(band.view(np.uint8), np.ones((4 * r + 1, 4 * r + 1), np.uint8)) > 0
+        ry, rx = np.nonzero(region)
+        if step == 1:
+            guide = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None].div_(255)
+            filtered = guided_filter(guide, torch.from_numpy(out)[None, None], r, self.post_eps)[0, 0]
+            out[ry, rx] = filtered.clamp_(0, 1).numpy()[ry, rx]
+            return
+        small_guide = pooled[step][0]
+        small_out = torch.from_numpy(cv2.resize(out, small_guide.shape[:1:-1], interpolation=cv2.INTER_AREA))
+        a, b = guided_filter_coefficients(small_guide, small_out[None, None], max(1, r // step), self.post_eps)
+        grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
+        ab = F.grid_sample(pack_coefficients(a, b), grid.float()[None, None], mode='bilinear', padding_mode='border',
+                           align_corners=False)[:, :, 0]
+        pixels = torch.from_numpy(rgb[ry, rx].astype(np.float32)).T[None] / 255
+        out[ry, rx] = apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0, 0].clamp_(0, 1).numpy()

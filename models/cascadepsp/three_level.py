@@ -59,8 +59,8 @@ class ThreeLevelCascade(nn.Module):
         return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor,
-                inter_s8: torch.Tensor | None = None, inter_s4: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
+                inter_s8: torch.Tensor | None = None, inter_s4: torch.Tensor | None = None,
+                outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         """Run the cascade.
 
         Args:
@@ -71,10 +71,13 @@ class ThreeLevelCascade(nn.Module):
                 level 1 is skipped (the Local step passes the binarised global mask).
             inter_s4: optional B x 1 x H x W map in [-1, 1]; with ``inter_s8`` it replaces the level-2
                 outputs (as the stride-8 and stride-4 inputs of level 3), so levels 1 and 2 are skipped.
+            outputs: the keys wanted (None: all). Level 3's stride-8 and stride-4 outputs, and each ``pred_*``,
+                are computed only when asked for: inference wants one or two full-resolution maps of twelve.
 
         Returns:
             A dict of B x 1 x H x W tensors keyed as in :data:`OUTPUT_KEYS`: logits ``out_*`` and
-            probabilities ``pred_*`` in [0, 1]. Levels that were skipped give no entry.
+            probabilities ``pred_*`` in [0, 1]. Levels that were skipped give no entry, nor do keys that
+            ``outputs`` leaves out.
         """
         if image.shape[-2] % 8 or image.shape[-1] % 8:
             raise ValueError(f'image sides must be multiples of 8, got {tuple(image.shape[-2:])}; '
@@ -99,12 +102,18 @@ class ThreeLevelCascade(nn.Module):
 
         # Level 3: all three strides.
         feats = None  # as above
+        def wanted(key: str) -> bool:  # key without its out_/pred_ prefix
+            return outputs is None or f'out_{key}' in outputs or f'pred_{key}' in outputs
+
         feats = self.encode(image, mask, inter_s8, inter_s4)
-        out['out_28_3'] = self._resize(self.stride8(feats, inter_s8), size)
+        if wanted('28_3'):
+            out['out_28_3'] = self._resize(self.stride8(feats, inter_s8), size)
         s4, decoder = self.stride4(feats, inter_s4)
-        out['out_56_2'] = self._resize(s4, size)
+        if wanted('56_2'):
+            out['out_56_2'] = self._resize(s4, size)
         out['out_224'] = self.stride1(feats, decoder, image, mask, inter_s4)
 
         for key in list(out):
-            out['pred' + key[3:]] = torch.sigmoid(out[key].float())  # float32 even under autocast
-        return out
+            if outputs is None or 'pred' + key[3:] in outputs:
+                out['pred' + key[3:]] = torch.sigmoid(out[key].float())  # float32 even under autocast
+        return out if outputs is None else {k: v for k, v in out.items() if k in outputs}

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from methods.cascadepsp.config import CascadeConfig
@@ -56,6 +57,28 @@ def test_band_and_features():
     assert no_stats.features(image, mask, prob)[0].shape == (23, int(band.sum()))
 
 
+def test_evidence_cues():
+    """The image-evidence cues (a scene where a unit is 1 px, so the windows hold both sides of the mask): the
+    output's boundary lies on the square's edges and the mask's in flat noise; the strip the mask adds below the
+    square has the background's colour, and the strip it leaves out above it the foreground's."""
+    image, mask, prob = _scene(120, 180)
+    assert 'evidence' not in Arbiter().hparams  # the earlier bundled arbiter keeps its exact hyper-parameters
+    arbiter = Arbiter(evidence=True)
+    assert arbiter.hparams['evidence'] is True
+    x, band = arbiter.features(image, mask, prob)
+    assert x.shape == (38, int(band.sum())) and bool(torch.isfinite(x).all())
+    assert torch.equal(x[:33], Arbiter().features(image, mask, prob)[0])
+    support_m, support_q, difference, placed, separation = x[33:]
+    ys, xs = np.nonzero(band)
+
+    def row(y: int) -> torch.Tensor:
+        return torch.from_numpy((ys == y) & (xs > 25) & (xs < 55))
+    assert float(support_q[row(44)].mean()) > 0.5 > float(support_m[row(44)].mean())  # the square's last row
+    assert bool((difference[row(44)] > 0.3).all())
+    assert float(placed[row(46)].abs().max()) < 0.3 and float(separation[row(46)].min()) > 0.3
+    assert float((placed[row(16)] - 1).abs().max()) < 0.3
+
+
 def test_forward_changes_the_band_only():
     image, mask, prob = _scene()
     arbiter = _constant(Arbiter(), 8.0)
@@ -67,6 +90,26 @@ def test_forward_changes_the_band_only():
     # Nothing to decide (every candidate agrees): the output comes back as it was.
     flat = np.zeros_like(prob)
     assert np.array_equal(arbiter(image, np.zeros_like(mask), flat), flat)
+
+
+def test_final_filter():
+    """``post_radius``: the arbitrated output is guided-filtered within the filter's reach of the band; beyond it
+    the cascade's output comes back as it was. Above max_pixels it is fitted at a stride, close to the exact one."""
+    image, mask, prob = _scene(120, 160)
+    plain = _constant(Arbiter(), 3.0)(image, mask, prob)
+    post = _constant(Arbiter(post_radius=0.5), 3.0)
+    out = post(image, mask, prob)
+    _, band = post.features(image, mask, prob)
+    r = max(1, round(0.5 * 280 / 300))
+    import cv2
+    reach = cv2.dilate(band.astype(np.uint8), np.ones((4 * r + 1, 4 * r + 1), np.uint8)) > 0
+    assert np.array_equal(out[~reach], prob[~reach]) and not np.allclose(out[band], plain[band])
+    assert out.min() >= 0 and out.max() <= 1
+    fast = _constant(Arbiter(post_radius=0.5, max_pixels=5000), 3.0)(image, mask, prob)
+    assert np.abs(fast - out).mean() < 0.01 and ((fast > 0.5) != (out > 0.5)).mean() < 0.01
+    for bad in (dict(post_radius=-1.0), dict(post_eps=0.0)):
+        with pytest.raises(ValueError, match='post_radius'):
+            Arbiter(**bad)
 
 
 def test_large_images_fit_the_filters_at_a_stride():
@@ -140,11 +183,12 @@ def test_train_arbiter_end_to_end(tmp_path, tiny_data):
     out = tmp_path / 'lite_arbiter.pth'
     args = ['--data_root', str(root), '--sources', 'ecssd', '--images', '4', '--samples', '50', '--epochs', '2',
             '--hidden', '8', '--output', str(out)]
-    assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--half']) == 0
+    assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--half', '--evidence', '--post_radius', '0.5']) == 0
     model = load_model(out)
+    assert model.arbiter.evidence and model.arbiter.post_radius == 0.5 and model.arbiter.num_features == 38
     data = torch.load(out, weights_only=False)
     assert data['model']['arbiter.mlp.0.weight'].dtype == torch.float16
-    assert data['note'].startswith('arbiter: 4 images, seed 1')
+    assert data['note'] == 'arbiter: 4 images, seed 1, evidence True, post_radius 0.5, ' + data['note'].split(', ')[-1]
     assert isinstance(model.arbiter, Arbiter) and model.hparams['arbiter']['hidden'] == 8
     assert bool(torch.isfinite(model.arbiter.mean).all()) and float(model.arbiter.std.min()) > 0
     recipe = torch.load(out, weights_only=False)['arbiter_recipe']
@@ -152,6 +196,10 @@ def test_train_arbiter_end_to_end(tmp_path, tiny_data):
     # The network's weights are the input checkpoint's (stored in float16 here).
     source = load_model(tmp_path / 'lite.pth').state_dict()
     assert all(torch.equal(v.half().float(), model.state_dict()[k].float()) for k, v in source.items())
+    # Refitting a network that has an arbiter replaces it, and its line in the note.
+    assert script.main(['--model', str(out), *args, '--output', str(tmp_path / 'again.pth')]) == 0
+    note = torch.load(tmp_path / 'again.pth', weights_only=False)['note']
+    assert note.count('arbiter:') == 1 and 'evidence False' in note
     # The input checkpoint is never written over.
     before = (tmp_path / 'lite.pth').read_bytes()
     assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--output', str(tmp_path / 'lite.pth')]) == 2
@@ -176,4 +224,6 @@ def test_lite_preset_ends_with_the_arbiter(tmp_path, tiny_data):
     final = tmp_path / 'saves' / 'RUN_tiny_arbiter' / 'checkpoint_final.pth'
     model = load_model(final)
     assert isinstance(model.arbiter, Arbiter)
-    assert torch.load(final, weights_only=False)['arbiter_recipe']['images'] == 1000
+    recipe = torch.load(final, weights_only=False)['arbiter_recipe']
+    assert recipe['images'] == 1000 and recipe['evidence'] and recipe['post_radius'] == 0.5
+    assert model.arbiter.evidence and model.arbiter.post_radius == 0.5

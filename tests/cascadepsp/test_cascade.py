@@ -104,9 +104,9 @@ class _Recording(torch.nn.Module):
         super().__init__()
         self.model, self.calls, self.local_levels = model, [], model.local_levels
 
-    def forward(self, image, mask, inter_s8=None, inter_s4=None):
+    def forward(self, image, mask, inter_s8=None, inter_s4=None, outputs=None):
         self.calls.append((inter_s8 is not None, inter_s4 is not None and torch.equal(inter_s4, inter_s8)))
-        return self.model(image, mask, inter_s8, inter_s4)
+        return self.model(image, mask, inter_s8, inter_s4, outputs)
 
 
 def test_local_levels(seeded_model):
@@ -278,3 +278,20 @@ def test_refiner_api(seeded_model, seeded_checkpoint):
         refiner.refine(image, mask[:-1])
     with pytest.raises(ValueError, match='not both'):
         Refiner(seeded_checkpoint, model=seeded_model)
+
+
+@pytest.mark.parametrize('arch', ['cascadepsp', 'lite'])
+def test_forward_computes_only_the_outputs_asked_for(arch):
+    """``outputs`` narrows the forward pass to the keys the inference steps use, with the values of a full pass."""
+    from models.registry import build_model
+    from models.seeded import seed_model
+    model = seed_model(build_model(arch, **({'widths': [8, 8, 16, 16, 16], 'psp_channels': 16, 'up_channels': [8, 8]}
+                                            if arch == 'lite' else {})), 0).eval()
+    g = torch.Generator().manual_seed(0)
+    image, mask, inter = torch.randn(1, 3, 32, 48, generator=g), *(torch.rand(2, 1, 1, 32, 48, generator=g) * 2 - 1)
+    with torch.inference_mode():
+        for args, keys in (((), ('pred_224', 'pred_56_2')), ((inter,), ('pred_224',)), ((inter, inter), ('pred_224',))):
+            full = model(image, mask, *args)
+            narrow = model(image, mask, *args, outputs=keys)
+            assert set(narrow) == set(keys)
+            assert all(torch.equal(narrow[k], full[k]) for k in keys)
