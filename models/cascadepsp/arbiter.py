@@ -102,12 +102,16 @@ class Arbiter(nn.Module):
         """The stride at which an h x w image's filters are fitted (1: at full resolution)."""
         return max(1, math.ceil(math.sqrt(h * w / self.max_pixels)))
 
+    def radii(self, h: int, w: int) -> list[int]:
+        """The filters' radii on an h x w image, in px."""
+        return [max(1, round((h + w) / per)) for per in self.radius_per]
+
     def pool(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Large images: stride s -> (guide, 1 x 3 x h x w RGB in [0, 1]; src, 1 x 2 x h x w mask and output) as
         s x s means (h = ceil(H / s)), for every stride the candidates are fitted at; :meth:`stride` is the finest."""
         h, w = mask.shape
         step = self.stride(h, w)
-        strides = sorted({step} | {max(step, max(1, round((h + w) / per)) // 4) for per in self.radius_per})
+        strides = sorted({step} | {max(step, r // 4) for r in self.radii(h, w)})
         # Plane by plane: one H x W x 5 float copy of an 8-megapixel image is 160 MB, and slow to build.
         planes = (rgb.astype(np.float32), mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32))
         pooled = {}
@@ -135,7 +139,7 @@ class Arbiter(nn.Module):
         h, w = mask.shape
         unit = (h + w) / 300
         step = self.stride(h, w)
-        radii = [max(1, round((h + w) / per)) for per in self.radius_per]
+        radii = self.radii(h, w)
         if step == 1:  # every candidate at every pixel
             guide = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None].div_(255)
             m = torch.from_numpy(mask.astype(np.float32))[None, None]
@@ -236,15 +240,9 @@ class Arbiter(nn.Module):
                             interpolation=cv2.INTER_NEAREST)[:h, :w]
         region = cv2.dilate(region, np.ones((2 * step + 1, 2 * step + 1), np.uint8)) > 0
         ry, rx = np.nonzero(region)
-        # Each setting's (a, b) sampled bilinearly at those pixels, as F.interpolate(align_corners=False) would.
-        grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
-        grid = grid.float()[None, None]
-        pixels = torch.from_numpy(rgb[ry, rx].astype(np.float32)).T[None] / 255  # 1 x 3 x N
-        values = [torch.from_numpy(np.stack([mask[ry, rx].astype(np.float32), np.asarray(prob[ry, rx], np.float32)]))]
-        for ab in coefficients:
-            ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
-            values.append(apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0].clamp_(0, 1))
-        values = torch.cat(values, 0)
+        values = torch.cat([torch.from_numpy(np.stack([mask[ry, rx].astype(np.float32),
+                                                        np.asarray(prob[ry, rx], np.float32)]))]
+                           + self._filter_at(coefficients, rgb, ry, rx), 0)
         side = values > 0.5
         disagree = (side.any(0) & ~side.all(0)).numpy()
         band = np.zeros((h, w), np.uint8)
@@ -284,8 +282,20 @@ class Arbiter(nn.Module):
         small_guide = pooled[step][0]
         small_out = torch.from_numpy(cv2.resize(out, small_guide.shape[:1:-1], interpolation=cv2.INTER_AREA))
         a, b = guided_filter_coefficients(small_guide, small_out[None, None], max(1, r // step), self.post_eps)
+        out[ry, rx] = self._filter_at([pack_coefficients(a, b)], rgb, ry, rx)[0][0].numpy()
+
+    @staticmethod
+    def _filter_at(coefficients: list[torch.Tensor], rgb: np.ndarray, ry: np.ndarray, rx: np.ndarray
+                   ) -> list[torch.Tensor]:
+        """Guided filters fitted on a pooled grid (each a packed (a, b), 1 x (3K + K) x h x w), evaluated at the
+        full-resolution pixels (ry, rx) of H x W x 3 uint8 ``rgb``: the coefficients sampled bilinearly there, as
+        F.interpolate(align_corners=False) would, and applied to the pixels' colours. K x N each, in [0, 1]."""
+        h, w = rgb.shape[:2]
         grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
-        ab = F.grid_sample(pack_coefficients(a, b), grid.float()[None, None], mode='bilinear', padding_mode='border',
-                           align_corners=False)[:, :, 0]
-        pixels = torch.from_numpy(rgb[ry, rx].astype(np.float32)).T[None] / 255
-        out[ry, rx] = apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0, 0].clamp_(0, 1).numpy()
+        grid = grid.float()[None, None]
+        pixels = torch.from_numpy(rgb[ry, rx].astype(np.float32)).T[None] / 255  # 1 x 3 x N
+        out = []
+        for ab in coefficients:
+            ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
+            out.append(apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0].clamp_(0, 1))
+        return out
