@@ -33,6 +33,10 @@ RECIPES: dict[str, tuple[tuple[str, float], ...]] = {
 }
 
 
+#: Every family :func:`degrade` knows.
+FAMILY_NAMES = ('perturb', 'lowres', 'lowres_wide', 'lowres_near', 'blur', 'jitter', 'identity')
+
+
 def lowres_mask(gt: np.ndarray, factor: float = 8.0, threshold: int = 127) -> np.ndarray:
     """Area-downscale by ``factor`` (each side at least 1 px), upsample bilinearly, threshold (> threshold)."""
     h, w = gt.shape
@@ -79,13 +83,15 @@ def degrade(gt: np.ndarray, family: str, rng: np.random.Generator,
         return lowres_mask(gt, float(np.exp(rng.uniform(np.log(4), np.log(16)))), int(rng.integers(96, 160)))
     if family == 'lowres_wide':  # factors 2..24, log-uniform: the benchmark's x4, x8, x16 and beyond
         return lowres_mask(gt, float(np.exp(rng.uniform(np.log(2), np.log(24)))), int(rng.integers(96, 160)))
+    if family == 'lowres_near':  # factors 3..5 at the 0.5 threshold: nearly right, as an upsampled x4 segmenter's
+        return lowres_mask(gt, float(rng.uniform(3, 5)), 127)
     if family == 'blur':
         return blur_mask(gt, rng.uniform(1.0, 4.0), rng.uniform(0.3, 0.7))
     if family == 'jitter':
         return jitter_mask(gt, rng.uniform(1.5, 4.0), rng.uniform(24, 64), int(rng.integers(-2, 3)), rng)
     if family == 'identity':
         return np.where(gt > 127, 255, 0).astype(np.uint8)
-    raise ValueError(f'unknown degradation {family!r}; known: perturb, lowres, lowres_wide, blur, jitter, identity')
+    raise ValueError(f'unknown degradation {family!r}; known: {", ".join(FAMILY_NAMES)}')
 
 
 def degrade_recipe(gt: np.ndarray, recipe: str, rng: np.random.Generator,

@@ -39,15 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--evidence', action='store_true', help='the image-evidence cues (the bundled arbiter has them)')
     parser.add_argument('--post_radius', type=float, default=0.0,
                         help='final guided filter, radius in units of (H + W) / 300 px (0: none; bundled: 0.5)')
+    parser.add_argument('--families', nargs='+', metavar='NAME=WEIGHT',
+                        help='degradation families and their weights (default: lowres_wide=5 perturb=2 blur=2 '
+                             'identity=1; dataset/degrade.py lists the names)')
     parser.add_argument('--threads', type=int, default=0)
     parser.add_argument('--half', action='store_true', help='store float16 weights (as the bundled file)')
     args = parser.parse_args(argv)
+    families = None
+    if args.families:
+        try:
+            families = {name: float(weight) for name, _, weight in (f.partition('=') for f in args.families)}
+        except ValueError:
+            parser.error(f'--families: NAME=WEIGHT pairs, got {" ".join(args.families)}')
     try:
         source = resolve_weights(args.model)
         refuse_overwriting_inputs({'--output': args.output}, {'--model': source})
         train_arbiter(source, args.output, args.data_root, args.sources, args.images,
                       args.samples, args.epochs, args.hidden, args.seed, args.threads, args.half, args.evidence,
-                      args.post_radius)
+                      args.post_radius, families)
     except (FileNotFoundError, ValueError, CheckpointError, OverwritesInput) as e:
         log.error('%s', e)
         return 2

@@ -125,3 +125,20 @@ def test_training_item_alignment_through_dataset(tmp_path):
         im, seg, gt = ds[0]
         bright = denormalize_image(im[None])[0].mean(0) > 0.5
         assert (bright == (gt[0] > 0.5)).float().mean() > 0.98
+
+
+def test_every_degradation_family():
+    """Each family of dataset/degrade.py gives a 0/255 mask of the ground truth's size; ``lowres_near`` (x3-x5, the
+    0.5 threshold) stays nearly right; an unknown name is an error that lists the known ones."""
+    from dataset.degrade import FAMILY_NAMES, degrade
+    yy, xx = np.mgrid[:120, :160]
+    gt = np.where((yy - 60) ** 2 + (xx - 80) ** 2 < 40 ** 2, 255, 0).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    for name in FAMILY_NAMES:
+        out = degrade(gt, name, rng)
+        assert out.shape == gt.shape and out.dtype == np.uint8 and set(np.unique(out)) <= {0, 255}, name
+    for _ in range(5):
+        near = degrade(gt, 'lowres_near', rng) > 127
+        assert (near & (gt > 127)).sum() / (near | (gt > 127)).sum() > 0.97
+    with pytest.raises(ValueError, match='lowres_near'):
+        degrade(gt, 'nearly', rng)

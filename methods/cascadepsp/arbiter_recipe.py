@@ -2,7 +2,8 @@
 
 ``--images`` training pairs (never the held-out split), 30% of them enlarged by U[1.3, 2.5]; each mask degraded by
 one family of :mod:`dataset.degrade` drawn with weights lowres_wide 5 (x2-x24), perturb 2, blur 2, identity 1 (the
-jitter family is kept out, as from every training recipe); the network's Global+Local output at the method's
+jitter family is kept out, as from every training recipe; ``families`` chooses others, e.g. with ``lowres_near``,
+x3-x5 masks); the network's Global+Local output at the method's
 defaults (without any arbiter); up to ``samples`` band pixels per image (all, if fewer). Then the MLP: Adam at
 1e-3 with a cosine schedule over ``epochs``, batches of 4096, binary cross-entropy against the ground truth, each
 image weighing the same (mBA averages images, and a coarse mask has a wider band). Everything is drawn from
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from dataset.degrade import degrade
+from dataset.degrade import FAMILY_NAMES, degrade
 from dataset.readers import training_pairs
 from dataset.splits import VAL_SPLIT, exclude_split
 from methods.cascadepsp.config import CascadeConfig
@@ -35,10 +36,12 @@ log = logging.getLogger(__name__)
 FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1}
 
 
-def collect(model: nn.Module, arbiter: Arbiter, pairs: list, samples: int, rng: np.random.Generator
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N x F features, N ground-truth labels in {0, 1}, N image indices) of band pixels sampled from every pair."""
-    names, weights = list(FAMILIES), np.array(list(FAMILIES.values()), float)
+def collect(model: nn.Module, arbiter: Arbiter, pairs: list, samples: int, rng: np.random.Generator,
+            families: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N x F features, N ground-truth labels in {0, 1}, N image indices) of band pixels sampled from every pair,
+    each mask degraded by a family of ``families`` (default :data:`FAMILIES`) drawn by weight."""
+    families = families or FAMILIES
+    names, weights = list(families), np.array(list(families.values()), float)
     xs, ys, ids = [], [], []
     for n, pair in enumerate(pairs):
         image, gt = read_rgb(pair.image), read_grey(pair.mask)
@@ -92,11 +95,18 @@ def fit(arbiter: Arbiter, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, e
 def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../shared/data',
                   sources: list[str] | None = None, images: int = 1000, samples: int = 3000, epochs: int = 8,
                   hidden: int = 64, seed: int = 1, threads: int = 0, half: bool = False, evidence: bool = False,
-                  post_radius: float = 0.0) -> Path:
+                  post_radius: float = 0.0, families: dict[str, float] | None = None) -> Path:
     """Fit an arbiter on the outputs of the network in checkpoint ``load`` and write both to ``output`` (with
     the network's training record: config, iteration, note). ``evidence`` and ``post_radius``: the arbiter's
-    hyper-parameters of those names (the final filter runs at inference only). Raises ValueError for an
-    architecture without one."""
+    hyper-parameters of those names (the final filter runs at inference only). ``families``: degradation family ->
+    weight (default :data:`FAMILIES`). Raises ValueError for an architecture without one, or for an unknown family
+    or a weight that is not positive."""
+    families = dict(families or FAMILIES)
+    for name, weight in families.items():
+        if name not in FAMILY_NAMES or name == 'jitter' or not weight > 0:
+            raise ValueError(f'arbiter families: {name}={weight}: families are {", ".join(FAMILY_NAMES)} but jitter (kept '
+                             'out of every training recipe: the benchmark measures generalisation to it), with positive '
+                             'weights')
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -109,13 +119,13 @@ def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../sha
     pairs = [pairs[i] for i in rng.permutation(len(pairs))[:images]]
     arbiter = Arbiter(hidden=hidden, evidence=evidence, post_radius=post_radius)
     start = time.time()
-    x, y, ids = collect(model, arbiter, pairs, samples, rng)
+    x, y, ids = collect(model, arbiter, pairs, samples, rng, families)
     log.info('%d band pixels from %d images in %.0f s', len(x), len(pairs), time.time() - start)
     losses = fit(arbiter, x, y, ids, epochs)
     model.set_arbiter(arbiter)
     recipe: dict[str, Any] = dict(load=str(load), data_root=data_root, sources=sources, images=images, samples=samples,
                                   epochs=epochs, hidden=hidden, seed=seed, evidence=evidence, post_radius=post_radius,
-                                  losses=losses, pixels=len(x))
+                                  families=families, losses=losses, pixels=len(x))
     note = (f'arbiter: {images} images, seed {seed}, evidence {evidence}, post_radius {post_radius}, '
             f'{time.time() - start:.0f} s')
     # The network's history stays; an arbiter the source had is replaced, so its line goes.
@@ -130,7 +140,7 @@ def arbiter_stage(values: dict[str, Any]) -> Path:
     """The preset stage: ``values`` are the stage's settings with ``load`` (the previous stage's checkpoint),
     ``exp_id`` and ``save_dir``; writes save_dir/RUN_EXP_ID/checkpoint_final.pth."""
     keys = ('data_root', 'sources', 'images', 'samples', 'epochs', 'hidden', 'seed', 'threads', 'half', 'evidence',
-            'post_radius')
+            'post_radius', 'families')
     output = Path(values.get('save_dir', 'saves')) / f'RUN_{values["exp_id"]}' / 'checkpoint_final.pth'
     output.parent.mkdir(parents=True, exist_ok=True)
     return train_arbiter(values['load'], output, **{k: values[k] for k in keys if k in values})

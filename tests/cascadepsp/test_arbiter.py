@@ -197,9 +197,17 @@ def test_train_arbiter_end_to_end(tmp_path, tiny_data):
     source = load_model(tmp_path / 'lite.pth').state_dict()
     assert all(torch.equal(v.half().float(), model.state_dict()[k].float()) for k, v in source.items())
     # Refitting a network that has an arbiter replaces it, and its line in the note.
-    assert script.main(['--model', str(out), *args, '--output', str(tmp_path / 'again.pth')]) == 0
-    note = torch.load(tmp_path / 'again.pth', weights_only=False)['note']
-    assert note.count('arbiter:') == 1 and 'evidence False' in note
+    assert script.main(['--model', str(out), *args, '--output', str(tmp_path / 'again.pth'),
+                        '--families', 'lowres_near=2', 'identity=1']) == 0
+    again = torch.load(tmp_path / 'again.pth', weights_only=False)
+    assert again['note'].count('arbiter:') == 1 and 'evidence False' in again['note']
+    assert again['arbiter_recipe']['families'] == {'lowres_near': 2.0, 'identity': 1.0}
+    # Families: jitter stays out of training, names must exist, weights must be positive and numbers.
+    for bad in (['jitter=1'], ['nearly=1'], ['identity=0']):
+        assert script.main(['--model', str(out), *args, '--output', str(tmp_path / 'bad.pth'), '--families', *bad]) == 2
+    with pytest.raises(SystemExit):
+        script.main(['--model', str(out), *args, '--output', str(tmp_path / 'bad.pth'), '--families', 'identity'])
+    assert not (tmp_path / 'bad.pth').exists()
     # The input checkpoint is never written over.
     before = (tmp_path / 'lite.pth').read_bytes()
     assert script.main(['--model', str(tmp_path / 'lite.pth'), *args, '--output', str(tmp_path / 'lite.pth')]) == 2
