@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--cache', action=argparse.BooleanOptionalAction, default=True,
                         help="reuse each method's per-image scores stored under --work (keyed by the weights' digest)")
     args = parser.parse_args(argv)
+    if args.panels and not args.filters:
+        parser.error('--panels draws the losses against the best guided filter: it needs the filters (no --no-filters)')
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                      samples / f'H36M_output{i}.jpg') for i in (1, 2, 3)]
         results['H36M vs the released model'] = score_against_reference(triplets, methods)
 
-    if args.panels and args.filters:  # a loss is against the best filter
+    if args.panels:
         for family in args.family:
             draw_worst(results[family], Path(args.work) / f'{family}_every{args.every}', methods, labels, args.worst,
                        Path(args.output) / 'worst', family)

@@ -190,3 +190,7 @@ def test_worst_losses_are_listed_and_drawn(tmp_path):
     assert panels == ['shifted_model_p2.png', 'shifted_model_p3.png']
     panel = np.asarray(Image.open(tmp_path / 'worst' / panels[0]))
     assert panel.shape[0] > 100 and panel.shape[1] > 4 * panel.shape[0] * 0.8  # four tiles in a row
+    from scripts.benchmark_learning import main
+    with pytest.raises(SystemExit):  # panels without the filters they compare with: refused up front
+        main(['--panels', '--no-filters', '--output', str(tmp_path / 'none')])
+    assert not (tmp_path / 'none').exists()
