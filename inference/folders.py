@@ -57,6 +57,8 @@ def run_settings(model: nn.Module, cfg: Any, precision: str = 'fp32') -> dict:
     """What decides a folder's results: the network (architecture, hyper-parameters, a digest of its
     weights), the method's inference settings and a reduced ``precision`` (fp32 is not recorded, as before
     the option existed). JSON-ready."""
+    if hasattr(cfg, 'resolved'):  # defaults that depend on the network (CascadePSP's stride), as they ran
+        cfg = cfg.resolved(model)
     chosen = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
               if not f.metadata.get('same_results')}  # speed/memory settings (batch, chunk) may change
     settings = {'arch': getattr(model, 'arch', ''), 'hparams': getattr(model, 'hparams', {}),

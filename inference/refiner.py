@@ -96,8 +96,8 @@ class Refiner:
             mask: H x W (or H x W x 1) uint8 coarse mask; binarised at 127 as the authors' package does.
             fast: Global step only: faster, less accurate on large images.
             settings: the method's inference settings, e.g. ``L=900`` (global resolution and local crop side,
-                pixels; lower uses less memory), ``stride=450``, ``batch=1`` (local crops per forward pass:
-                speed and memory only, the result does not change).
+                pixels; lower uses less memory), ``stride`` (local crops, pixels; default: the architecture's),
+                ``batch=1`` (local crops per forward pass: speed and memory only, the result does not change).
             cfg: a ready inference config of the method instead of ``fast`` and ``settings``.
 
         Returns:

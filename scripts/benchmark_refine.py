@@ -110,7 +110,7 @@ def main() -> int:
     parser.add_argument('--image', default=str(shared / 'aeroplane.jpg'))
     parser.add_argument('--mask', default=None, help='default: the image path with .png')
     parser.add_argument('--L', type=int, default=900)
-    parser.add_argument('--stride', type=int, default=450)
+    parser.add_argument('--stride', type=int, default=None, help="default: the architecture's (CascadeConfig.stride)")
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default=None)
     parser.add_argument('--mode', default='both', choices=['both', 'global_only', 'global_local', 'object', 'forward896'])
@@ -130,7 +130,7 @@ def main() -> int:
     for model in args.model:
         for mode in modes:
             cmd = [sys.executable, __file__, '--image', args.image, '--mask', args.mask, '--L', str(args.L),
-                   '--stride', str(args.stride), '--batch', str(args.batch), '--device', args.device, '--mode', mode,
+                   *(['--stride', str(args.stride)] if args.stride else []), '--batch', str(args.batch), '--device', args.device, '--mode', mode,
                    '--model', model, '--precision', args.precision, '--backend', args.backend] + ['--exact'] * args.exact
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)

@@ -2,10 +2,15 @@
 local pass), and the named presets of ``train.py --preset``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from methods.base import Stage, TrainConfig
+
+
+#: The authors' Local stride (px), whatever L (their eval_helper.py).
+PAPER_STRIDE = 450
 
 
 @dataclass(frozen=True)
@@ -13,7 +18,9 @@ class CascadeConfig:
     """Inference hyper-parameters (pixels). Defaults are the paper's. Every field is an ``eval.py`` and
     ``refine.py`` flag."""
     L: int = field(default=900, metadata={'help': 'global resolution and local crop side (px)'})
-    stride: int = field(default=450, metadata={'help': 'local crop stride (px); crops step stride - 2 * margin'})
+    stride: int | None = field(default=None, metadata={
+        'help': "local crop stride (px); crops step stride - 2 * margin; default: the architecture's (450, the "
+                "paper's, for cascadepsp; 7/9 of L for lite: 700 at L = 900, its crops overlapping less)"})
     margin: int = 16        #: trimmed from every crop side that is not on the image border
     min_foreground: float = 0.1  #: crops whose global mask is below this foreground fraction are skipped
     max_foreground: float = 0.9  #: ... or above this one
@@ -38,7 +45,7 @@ class CascadeConfig:
     def __post_init__(self) -> None:
         if self.L < 8:
             raise ValueError(f'L must be at least 8 pixels, got {self.L}')
-        if self.stride <= 2 * self.margin:
+        if self.stride is not None and self.stride <= 2 * self.margin:
             raise ValueError(f'stride ({self.stride}) must exceed twice the margin ({self.margin})')
         if self.local_levels not in (None, 1, 2):
             raise ValueError(f'local_levels must be 1 or 2, got {self.local_levels}')
@@ -57,6 +64,19 @@ class CascadeConfig:
     def fast(self) -> bool:
         """The authors' pip package's name for :attr:`global_only`."""
         return self.global_only
+
+    def local_stride(self, model: Any) -> int:
+        """The Local step's stride (px): :attr:`stride`, or the architecture's default (``local_stride_fraction`` of
+        L, at least twice the margin plus one; none: the paper's :data:`PAPER_STRIDE`)."""
+        if self.stride is not None:
+            return self.stride
+        fraction = getattr(model, 'local_stride_fraction', None)
+        return PAPER_STRIDE if fraction is None else max(round(self.L * fraction), 2 * self.margin + 1)
+
+    def resolved(self, model: Any) -> 'CascadeConfig':
+        """This config with the defaults that depend on the network filled in (the stride), as a results folder
+        records it (:func:`inference.folders.run_settings`)."""
+        return replace(self, stride=self.local_stride(model))
 
 
 @dataclass

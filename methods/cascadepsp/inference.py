@@ -116,7 +116,8 @@ def _foreground(seg: torch.Tensor, win: Window) -> float:
 def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
                cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
     """Refine L x L crops at full resolution with levels 2-3 (or level 3 alone: ``cfg.local_levels``, by default
-    the model's ``local_levels``: 2 unless its architecture says otherwise) and fuse them.
+    the model's ``local_levels``: 2 unless its architecture says otherwise) and fuse them. The crops step
+    ``cfg.local_stride(model)`` - 2 * margin px (the paper's stride, 450, unless the architecture says otherwise).
 
     Args:
         image: B x 3 x H x W full-resolution images (B > 1: several images of one size, e.g. object windows;
@@ -139,7 +140,7 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     weight = torch.zeros(seg.shape, dtype=torch.uint8, device=soft.device)
 
     # (image index, window); crops with too little or too much foreground have nothing to refine.
-    todo = [(b, win) for b in range(image.shape[0]) for win in crop_windows(h, w, cfg.L, cfg.stride, cfg.margin)
+    todo = [(b, win) for b in range(image.shape[0]) for win in crop_windows(h, w, cfg.L, cfg.local_stride(model), cfg.margin)
             if cfg.min_foreground <= _foreground(seg[b:b + 1], win) <= cfg.max_foreground]
 
     def crops(t: torch.Tensor, items: list[tuple[int, Window]]) -> torch.Tensor:

@@ -135,6 +135,30 @@ def test_local_levels(seeded_model):
         CascadeConfig(local_levels=3)
 
 
+def test_local_stride_default(seeded_model):
+    """Without --stride, the Local step steps the architecture's stride: the paper's 450 px for cascadepsp, 7/9 of
+    L for lite; an explicit stride wins, and a results folder records the stride that ran."""
+    from inference.folders import run_settings
+    from models.registry import build_model
+    from models.seeded import seed_model
+    lite = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2).eval()
+    with torch.no_grad():
+        lite.prior_scale.fill_(4.0)
+    assert CascadeConfig().local_stride(seeded_model) == 450 and CascadeConfig(L=600).local_stride(seeded_model) == 450
+    assert CascadeConfig().local_stride(lite) == 700 and CascadeConfig(L=600).local_stride(lite) == 467
+    assert CascadeConfig(stride=300).local_stride(lite) == 300
+    assert CascadeConfig(L=32).local_stride(lite) == 33  # a step of at least one pixel past the margins
+    assert CascadeConfig(compat='pip').local_stride(lite) == 450  # the package's L // 2
+    image, mask = _blob(100, 150)
+    im, seg = normalize_image(image), mask_tensor(mask)
+    wide = dict(L=64, min_foreground=0.0, max_foreground=1.0)  # every crop runs, so the count is the tiling's
+    default = refine(lite, im, seg, CascadeConfig(**wide))
+    assert default.stats['crops'] == len(crop_windows(100, 150, 64, 50)) > len(crop_windows(100, 150, 64, 450))
+    assert torch.equal(default.probs, refine(lite, im, seg, CascadeConfig(stride=50, **wide)).probs)
+    assert run_settings(lite, CascadeConfig())['settings']['stride'] == 700
+    assert run_settings(seeded_model, CascadeConfig())['settings']['stride'] == 450
+
+
 @pytest.mark.parametrize('h,w,L', [(48, 64, 64), (5, 40, 32), (33, 20, 64)])
 def test_edge_sizes(seeded_model, h, w, L):
     # exactly L (no resize), one side under 8 px, smaller than L and than the global-only minimum
