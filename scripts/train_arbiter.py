@@ -1,6 +1,7 @@
 """Train the arbiter (models/cascadepsp/arbiter.py) of a refinement network and save both in one checkpoint.
 
-    python scripts/train_arbiter.py --model lite --output lite_new.pth --half --evidence --post_radius 0.5
+    python scripts/train_arbiter.py --model lite --output lite_new.pth --half --evidence --post_radius 0.5 \
+        --images 1200 --families lowres_wide=5 perturb=2 blur=2 identity=1 lowres_near=10
         # the bundled weights: a new arbiter on the bundled network (its own arbiter is left out)
 
 The recipe is methods/cascadepsp/arbiter_recipe.py (also the last stage of ``train.py --preset lite``, on the

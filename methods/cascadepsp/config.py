@@ -100,8 +100,11 @@ def _arbiter_stage(values: dict) -> Path:
 _LITE_CPU = dict(arch='lite', data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], device='cpu',
                  batch_size=8, crop_size=192, schedule='cosine', workers=1, log_interval=50)
 
-_ARBITER = dict(data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], images=1000, samples=3000, epochs=8,
-                hidden=64, seed=1, half=True, evidence=True, post_radius=0.5)
+# Half of the arbiter's training masks are near-right (x3-x5 low-resolution, `lowres_near`): with the default
+# mix alone (one in eight), it moved x4 boundaries that were right (docs/cascadepsp.md, experiment 6).
+_ARBITER = dict(data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], images=1200, samples=3000, epochs=8,
+                hidden=64, seed=1, half=True, evidence=True, post_radius=0.5,
+                families={'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10})
 
 PRESETS: dict[str, tuple[Stage, ...]] = {
     'lite': (

@@ -233,5 +233,6 @@ def test_lite_preset_ends_with_the_arbiter(tmp_path, tiny_data):
     model = load_model(final)
     assert isinstance(model.arbiter, Arbiter)
     recipe = torch.load(final, weights_only=False)['arbiter_recipe']
-    assert recipe['images'] == 1000 and recipe['evidence'] and recipe['post_radius'] == 0.5
+    assert recipe['images'] == 1200 and recipe['evidence'] and recipe['post_radius'] == 0.5
+    assert recipe['families'] == {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10}
     assert model.arbiter.evidence and model.arbiter.post_radius == 0.5

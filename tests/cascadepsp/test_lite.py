@@ -148,10 +148,10 @@ def test_holdout_split_is_never_trained_on(data_dir):
 #: model was measured to give (README, "The bundled model"); the test asserts a margin below that.
 HELD_OUT = 'ecssd/0004'  # the split's first pair
 #: Measured with the bundled weights (the network and its arbiter) on HELD_OUT (2-core CPU): (mBA change from the
-#: input, mBA minus the best of the nine guided-filter settings on this pair). Negative entries are shortfalls that
-#: docs/cascadepsp.md reports: on near-right low-resolution masks (x4, x8) a tuned filter is still ahead.
-MEASURED = {'lowres4': (0.031, -0.007), 'lowres': (0.074, -0.032), 'lowres16': (0.121, 0.017),
-            'perturbed': (0.070, 0.040), 'jitter': (0.180, 0.072)}
+#: input, mBA minus the best of the nine guided-filter settings on this pair). Negative entries: on this pair a tuned
+#: filter is still ahead on the x4 and x8 masks (over the 300 held-out pairs the model is ahead on every family).
+MEASURED = {'lowres4': (0.032, -0.006), 'lowres': (0.068, -0.038), 'lowres16': (0.117, 0.013),
+            'perturbed': (0.071, 0.040), 'jitter': (0.197, 0.089)}
 SLACK = 0.01
 
 
