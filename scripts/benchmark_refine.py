@@ -130,7 +130,8 @@ def main() -> int:
     for model in args.model:
         for mode in modes:
             cmd = [sys.executable, __file__, '--image', args.image, '--mask', args.mask, '--L', str(args.L),
-                   *(['--stride', str(args.stride)] if args.stride else []), '--batch', str(args.batch), '--device', args.device, '--mode', mode,
+                   *(['--stride', str(args.stride)] if args.stride else []), '--batch', str(args.batch),
+                   '--device', args.device, '--mode', mode,
                    '--model', model, '--precision', args.precision, '--backend', args.backend] + ['--exact'] * args.exact
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)

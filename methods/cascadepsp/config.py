@@ -15,8 +15,8 @@ PAPER_STRIDE = 450
 
 @dataclass(frozen=True)
 class CascadeConfig:
-    """Inference hyper-parameters (pixels). Defaults are the paper's. Every field is an ``eval.py`` and
-    ``refine.py`` flag."""
+    """Inference hyper-parameters (pixels). Defaults are the paper's, but the stride's: the architecture's (the
+    paper's for ``cascadepsp``). Every field is an ``eval.py`` and ``refine.py`` flag."""
     L: int = field(default=900, metadata={'help': 'global resolution and local crop side (px)'})
     stride: int | None = field(default=None, metadata={
         'help': "local crop stride (px); crops step stride - 2 * margin; default: the architecture's (450, the "

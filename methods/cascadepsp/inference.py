@@ -140,7 +140,8 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     weight = torch.zeros(seg.shape, dtype=torch.uint8, device=soft.device)
 
     # (image index, window); crops with too little or too much foreground have nothing to refine.
-    todo = [(b, win) for b in range(image.shape[0]) for win in crop_windows(h, w, cfg.L, cfg.local_stride(model), cfg.margin)
+    windows = crop_windows(h, w, cfg.L, cfg.local_stride(model), cfg.margin)
+    todo = [(b, win) for b in range(image.shape[0]) for win in windows
             if cfg.min_foreground <= _foreground(seg[b:b + 1], win) <= cfg.max_foreground]
 
     def crops(t: torch.Tensor, items: list[tuple[int, Window]]) -> torch.Tensor:
