@@ -255,7 +255,7 @@ def test_settings_recorded_in_the_output_folder(tmp_path, caplog):
     assert eval_cli.main(['--dir', str(src), '--output', out]) == 0
     before = (tmp_path / 'out' / 'a_mask.png').read_bytes()
     assert eval_cli.main(['--dir', str(src), '--output', out, '--L', '300', '--global_only']) == 2
-    assert 'other settings (L, global_only differ' in caplog.text
+    assert 'other settings (L, global_only, stride differ' in caplog.text  # lite's stride follows L
     assert (tmp_path / 'out' / 'a_mask.png').read_bytes() == before
     assert eval_cli.main(['--dir', str(src), '--output', out, '--L', '300', '--global_only', '--overwrite']) == 0
     assert eval_cli.main(['--dir', str(src), '--output', out, '--L', '300', '--global_only']) == 0  # same settings
