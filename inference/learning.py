@@ -25,7 +25,7 @@ from util.atomic import write_text
 from inference.predict import image_tensors, refine_image
 from util.guided_filter import guided_filter
 from util.image_io import read_grey, read_rgb
-from util.transforms import binarize, probability_to_uint8
+from util.transforms import binarize, probability_to_uint8, unit_rgb
 
 #: A method maps (H x W x 3 uint8 RGB image, H x W uint8 coarse mask) to an H x W uint8 mask.
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -51,7 +51,7 @@ def guided_filter_mask(image: np.ndarray, coarse: np.ndarray, eps: float = 1e-4,
     """The classical refinement: colour guided filter of the coarse mask, radius (H + W) / ``radius_per`` px,
     ``eps`` in squared [0, 1]-RGB units, then a threshold. Returns H x W uint8 0/255."""
     h, w = coarse.shape
-    guide = torch.from_numpy(np.array(image, np.float32)).permute(2, 0, 1)[None] / 255
+    guide = unit_rgb(image)
     src = torch.from_numpy((coarse > 127).astype(np.float32))[None, None]
     q = guided_filter(guide, src, max(1, round((h + w) / radius_per)), eps)[0, 0].numpy()
     return np.where(q > threshold, 255, 0).astype(np.uint8)

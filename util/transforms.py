@@ -43,6 +43,12 @@ def as_normalized(image: torch.Tensor) -> torch.Tensor:
     return normalize_image(image) if image.dtype == torch.uint8 else image
 
 
+def unit_rgb(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 RGB array (uint8, or float in 0..255) -> 1 x 3 x H x W float32 in [0, 1]: a colour guided
+    filter's guide. A new tensor; the array is not written to."""
+    return torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1)[None] / 255
+
+
 def rgb_tensor(image: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 RGB array -> 1 x 3 x H x W uint8 tensor sharing its memory, never written to (the
     project only reads it: a read-only array, as PIL gives, is shared too instead of copied).

@@ -10,7 +10,7 @@ masks the network wins. The arbiter learns, per pixel, which to believe. Its inp
   clipped to +-8), and the image's gradient magnitude (Sobel, divided by its 99th percentile);
 * per image: how much ``q`` and each filter of ``m`` change ``m`` (the pixels that change side, per unit of
   ``m``'s perimeter, log), which tells how coarse the mask is;
-* optionally (``evidence``, the fourth bundled version), whether the image supports a boundary there: the mean
+* optionally (``evidence``, bundled since the fourth version), whether the image supports a boundary there: the mean
   gradient on the boundary pixels of ``m`` and of ``q`` within 2 units, and their difference; and the pixel's
   colour placed between the mean colours of ``m``'s foreground and background within 3 units (0: the
   background's, 1: the foreground's), with the distance between those means. The worst losses on near-right
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from util.guided_filter import (apply_coefficients, guided_filter, guided_filter_coefficients, pack_coefficients,
                                  unpack_coefficients)
+from util.transforms import unit_rgb
 
 
 def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -118,7 +119,7 @@ class Arbiter(nn.Module):
         for s in strides:
             size = (math.ceil(w / s), math.ceil(h / s))
             rgb_s, mask_s, prob_s = (cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes)
-            pooled[s] = (torch.from_numpy(rgb_s).permute(2, 0, 1)[None] / 255,
+            pooled[s] = (unit_rgb(rgb_s),
                          torch.from_numpy(np.stack([mask_s, prob_s]))[None])
         return pooled
 
@@ -141,7 +142,7 @@ class Arbiter(nn.Module):
         step = self.stride(h, w)
         radii = self.radii(h, w)
         if step == 1:  # every candidate at every pixel
-            guide = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None].div_(255)
+            guide = unit_rgb(rgb)
             m = torch.from_numpy(mask.astype(np.float32))[None, None]
             q = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[None, None]
             src = torch.cat([m, q], 1)
@@ -275,7 +276,7 @@ class Arbiter(nn.Module):
         region = cv2.dilate(band.view(np.uint8), np.ones((4 * r + 1, 4 * r + 1), np.uint8)) > 0
         ry, rx = np.nonzero(region)
         if step == 1:
-            guide = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None].div_(255)
+            guide = unit_rgb(rgb)
             filtered = guided_filter(guide, torch.from_numpy(out)[None, None], r, self.post_eps)[0, 0]
             out[ry, rx] = filtered.clamp_(0, 1).numpy()[ry, rx]
             return

@@ -95,7 +95,7 @@ class LiteRefinementModule(ThreeLevelCascade):
             first bundled version).
         gate_eps: the regulariser of those filters (squared [0, 1]-RGB units).
         arbiter: hyper-parameters of an :class:`~models.cascadepsp.arbiter.Arbiter` that the inference procedure
-            runs on the cascade's full-resolution output (None: none; the third and fourth bundled versions have one).
+            runs on the cascade's full-resolution output (None: none; every bundled version since the third has one).
     """
 
     arch = 'lite'

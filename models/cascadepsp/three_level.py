@@ -103,11 +103,11 @@ class ThreeLevelCascade(nn.Module):
             out['out_56'] = self._resize(s4, size)
             inter_s8, inter_s4 = torch.tanh(out['out_28_2']), torch.tanh(out['out_56'])
 
-        # Level 3: all three strides.
-        feats = None  # as above
+        # Level 3: all three strides (its stride-8 and stride-4 maps only when asked for).
         def wanted(key: str) -> bool:  # key without its out_/pred_ prefix
             return outputs is None or f'out_{key}' in outputs or f'pred_{key}' in outputs
 
+        feats = None  # as above
         feats = self.encode(image, mask, inter_s8, inter_s4)
         if wanted('28_3'):
             out['out_28_3'] = self._resize(self.stride8(feats, inter_s8), size)
