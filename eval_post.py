@@ -3,7 +3,9 @@
     python eval_post.py --dir OUT [--output DIR] [--mask_prefix 0.125_] [--workers N] [--multiclass]
 
 Reads NAME_gt.png, NAME_seg.png and {mask_prefix}NAME_mask.png; writes results_post.txt (the authors'
-wording) and results_post.json (the same numbers and a per-image table). With a prefix the files are
+wording) and results_post.json (the same numbers and a per-image table). A refined mask of another size than
+its ground truth is resized to it as the authors' eval_post does (PIL bilinear; nearest for --multiclass label
+maps), with a warning naming it; --strict_sizes refuses such a folder instead. With a prefix the files are
 named {prefix}results_post.*, so several scales of one run can be scored into one folder.
 
     python eval_post.py --ade --mask_dir MASKS --seg_dir SEG --gt_dir GT --split_dir SPLIT --output OUT
@@ -32,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     parser.add_argument('--multiclass', action='store_true',
                         help='label maps (scene parsing): union of per-class bands, label 0 is void')
+    parser.add_argument('--strict_sizes', action='store_true',
+                        help="refuse refined masks whose size differs from their ground truth's (default: resize "
+                             "them to it, PIL bilinear, nearest with --multiclass, as the authors' eval_post does)")
     parser.add_argument('--ade', action='store_true', help='scene parsing: fuse components and score label maps')
     for name in ('mask_dir', 'seg_dir', 'gt_dir', 'split_dir'):
         parser.add_argument(f'--{name}', help='with --ade')
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         log.error('%s', e)
         return 2
-    summary, scores, problems = evaluate_folder(args.dir, args.mask_prefix, args.workers, args.multiclass)
+    summary, scores, problems = evaluate_folder(args.dir, args.mask_prefix, args.workers, args.multiclass,
+                                               strict_sizes=args.strict_sizes)
     if problems:
         for p in problems:
             log.error(p)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 import progressbar
+from PIL import Image
 
 from dataset.folders import find_groups
 from util.atomic import write_text
@@ -42,8 +44,17 @@ def find_triplets(folder: str | os.PathLike, mask_prefix: str = '') -> tuple[lis
     return [Triplet(g.name, g.files['key'], g.files['seg'], g.files['mask']) for g in groups], problems
 
 
-def _score(args: tuple[Triplet, bool]) -> ImageScore | str:
-    triplet, multiclass = args
+def resize_to(mask: np.ndarray, shape: tuple[int, int], labels: bool = False) -> np.ndarray:
+    """The authors' eval_post resize of a refined ``mask`` (H' x W') to ``shape`` (H, W): PIL's bilinear filter
+    on the 8-bit mask (antialiased when it shrinks, as PIL's resize is); nearest-neighbour for a label map
+    (``labels``), so that no label is invented between two others."""
+    image = Image.fromarray(mask)
+    return np.asarray(image.resize((shape[1], shape[0]), Image.NEAREST if labels else Image.BILINEAR))
+
+
+def _score(args: tuple[Triplet, bool, bool]) -> tuple[ImageScore | None, str | None]:
+    """(score, None), (score, warning) for a refined mask resized to its ground truth, or (None, problem)."""
+    triplet, multiclass, strict_sizes = args
     cv2.setNumThreads(1)  # one process per core already
     try:
         if multiclass:
@@ -53,24 +64,38 @@ def _score(args: tuple[Triplet, bool]) -> ImageScore | str:
             # {0, 1} label masks (another tool's output, FSS-style inputs) would score as empty; a soft
             # probability map whose every value is 0 or 1/255 is not a thing any refiner writes.
             seg, mask = read_grey(triplet.seg, labels01=True), read_grey(triplet.mask, labels01=True)
-        for path, other in ((triplet.seg, seg), (triplet.mask, mask)):
-            if other.shape != gt.shape:  # a refined mask of another size is a mistake, not something to resize
-                return size_mismatch(path, other.shape, triplet.gt, gt.shape)
-        return score_image(triplet.name, gt, seg, mask, multiclass=multiclass)
+        if seg.shape != gt.shape:  # the input is the dataset's own: another size is a broken folder
+            return None, size_mismatch(triplet.seg, seg.shape, triplet.gt, gt.shape)
+        warning = None
+        if mask.shape != gt.shape:
+            problem = size_mismatch(triplet.mask, mask.shape, triplet.gt, gt.shape)
+            if strict_sizes:
+                return None, problem
+            # The authors' eval_post resizes every refined mask to the ground truth's size: that is how the
+            # published numbers of other methods' outputs (often written at another resolution) were computed.
+            warning = f'{problem}: resized to the ground truth ({"nearest" if multiclass else "bilinear"}), as the ' \
+                      'authors\' eval_post does'
+            mask = resize_to(mask, gt.shape, labels=multiclass)
+        return score_image(triplet.name, gt, seg, mask, multiclass=multiclass), warning
     except (ImageReadError, ValueError) as e:
-        return str(e)
+        return None, str(e)
 
 
 def evaluate_folder(folder: str | os.PathLike, mask_prefix: str = '', workers: int | None = None,
-                    multiclass: bool = False, progress: bool = True) -> tuple[dict, list[ImageScore], list[str]]:
+                    multiclass: bool = False, progress: bool = True, strict_sizes: bool = False
+                    ) -> tuple[dict, list[ImageScore], list[str]]:
     """Score every complete triplet of ``folder``.
 
-    Returns (summary of :func:`evaluation.metrics.summarize`, per-image scores, problems). Images with a
-    problem are not scored; the caller decides whether a partial result may be written.
+    A refined mask of another size than its ground truth is resized to it, as the authors' eval_post does
+    (:func:`resize_to`): each is logged as a warning and counted in the summary's ``resized_masks``. With
+    ``strict_sizes`` it is a problem instead.
+
+    Returns (summary of :func:`evaluation.metrics.summarize` with ``resized_masks``, per-image scores, problems).
+    Images with a problem are not scored; the caller decides whether a partial result may be written.
     """
     triplets, problems = find_triplets(folder, mask_prefix)
     workers = workers or os.cpu_count() or 1
-    jobs = [(t, multiclass) for t in triplets]
+    jobs = [(t, multiclass, strict_sizes) for t in triplets]
     bar = progressbar.ProgressBar(max_value=len(jobs)) if progress and jobs else None
     results = []
     if workers > 1 and len(jobs) > 1:
@@ -84,9 +109,12 @@ def evaluate_folder(folder: str | os.PathLike, mask_prefix: str = '', workers: i
             results.append(_score(job))
             bar and bar.update(len(results))
     bar and bar.finish()
-    scores = [r for r in results if isinstance(r, ImageScore)]
-    problems += [r for r in results if isinstance(r, str)]
-    return summarize(scores), scores, problems
+    scores = [score for score, _ in results if score is not None]
+    warnings = [note for score, note in results if score is not None and note]
+    problems += [note for score, note in results if score is None]
+    for note in warnings:
+        log.warning('%s', note)
+    return dict(summarize(scores), resized_masks=len(warnings)), scores, problems
 
 
 def format_results(summary: dict) -> str:
@@ -103,6 +131,8 @@ def format_results(summary: dict) -> str:
         f"Number of images: {summary['images']}",
         f"Number of small objects: {summary['small_objects']}",
     ]
+    if summary.get('resized_masks'):
+        lines.append(f"Refined masks resized to their ground truth's size: {summary['resized_masks']}")
     if summary['images_without_boundary']:
         lines.append(f"Images without a boundary (left out of mBA): {summary['images_without_boundary']}")
     return '\n'.join(lines) + '\n'

@@ -3,6 +3,7 @@ paths, and every input stays byte for byte as it was."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -178,15 +179,46 @@ def test_eval_applies_exif_orientation_and_names_collisions(tmp_path, caplog):
     assert not (tmp_path / 'out' / 'twice_mask.png').exists()
 
 
-def test_eval_post_reports_a_mis_sized_refined_mask(tmp_path, caplog):
+def test_eval_post_resizes_a_mis_sized_refined_mask_as_the_authors(tmp_path, caplog):
+    """A refined mask at half the ground truth's size is resized with PIL's bilinear filter, as the authors'
+    eval_post does, scored, named in a warning and counted; --strict_sizes refuses it instead."""
     import eval_post as eval_post_cli
-    gt = np.zeros((30, 40), np.uint8)
-    gt[5:25, 5:35] = 255
+    from evaluation.metrics import score_image
+    rng = np.random.default_rng(3)
+    gt = np.zeros((60, 80), np.uint8)
+    gt[10:50, 12:70] = 255
+    seg = np.roll(gt, 2, axis=1)
+    small = np.zeros((30, 40), np.uint8)
+    small[6:24, 5:33] = 255
+    small[rng.random((30, 40)) < 0.05] = 128  # grey levels that the bilinear filter and the threshold must meet
+    for name, arr in (('a_gt', gt), ('a_seg', seg), ('a_mask', small), ('b_gt', gt), ('b_seg', seg), ('b_mask', gt)):
+        Image.fromarray(arr).save(tmp_path / f'{name}.png')
+    assert eval_post_cli.main(['--dir', str(tmp_path), '--workers', '1']) == 0
+    assert 'a_mask.png: size 40x30 differs' in caplog.text and 'resized' in caplog.text
+    data = json.loads((tmp_path / 'results_post.json').read_text())
+    resized = np.asarray(Image.fromarray(small).resize((80, 60), Image.BILINEAR))  # the authors' line
+    expected = score_image('a', gt, seg, resized)
+    assert data['images'][0]['mask_mba'] == pytest.approx(expected.mask_mba, abs=1e-12)
+    assert data['summary']['resized_masks'] == 1
+    assert "resized to their ground truth's size: 1" in (tmp_path / 'results_post.txt').read_text()
+    (tmp_path / 'results_post.txt').unlink()
+    caplog.clear()
+    assert eval_post_cli.main(['--dir', str(tmp_path), '--workers', '1', '--strict_sizes']) == 1
+    assert 'a_mask.png: size 40x30 differs' in caplog.text and not (tmp_path / 'results_post.txt').exists()
+
+
+def test_eval_post_resizes_label_maps_with_nearest(tmp_path):
+    """--multiclass: a refined label map of another size is resized nearest-neighbour (no invented labels)."""
+    import eval_post as eval_post_cli
+    gt = np.zeros((40, 40), np.uint8)
+    gt[:, 20:] = 3
+    gt[:, :20] = 1
     Image.fromarray(gt).save(tmp_path / 'a_gt.png')
     Image.fromarray(gt).save(tmp_path / 'a_seg.png')
-    Image.fromarray(gt[:, :20]).save(tmp_path / 'a_mask.png')
-    assert eval_post_cli.main(['--dir', str(tmp_path)]) != 0
-    assert 'a_mask.png: size 20x30 differs' in caplog.text and not (tmp_path / 'results_post.txt').exists()
+    Image.fromarray(gt[::2, ::2].copy()).save(tmp_path / 'a_mask.png')
+    assert eval_post_cli.main(['--dir', str(tmp_path), '--workers', '1', '--multiclass']) == 0
+    data = json.loads((tmp_path / 'results_post.json').read_text())
+    assert data['summary']['new_mba'] == pytest.approx(1.0) and data['summary']['resized_masks'] == 1
 
 
 @pytest.mark.parametrize('flags,message', [
