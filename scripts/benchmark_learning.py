@@ -6,11 +6,14 @@
 
 Builds (once, under --work) the families of coarse masks of dataset/coarse_sets.py from the split's
 ground truths: lowres4 / lowres / lowres16 (x4 / x8 / x16 area-down, bilinear up, threshold 127), perturbed
-(training perturbation at IoU U[0.8, 0.9)) and jitter (a smooth displacement plus a dilation or erosion, in
-no training recipe). Prints, per family, IoU and mBA (x100) of the input, of a colour guided filter at each
-of nine (radius, eps) settings (the table keeps the best per family, as a user tuning it would), and of each
-model (its method's defaults: Global+Local at L=900 for CascadePSP), and each model's per-image win/tie/loss
-count on mBA against that best filter (a tie: within 0.1 point). With --samples, also scores the H36M frames
+(training perturbation at IoU U[0.8, 0.9)), jitter (a smooth displacement plus a dilation or erosion, in
+no training recipe), and mediapipe / mediapipe_x8 (a real segmenter's masks, at the photo's size and as it
+would be on a photo eight times larger; pairs whose mask has IoU >= 0.6). Prints, per family, IoU and mBA (x100)
+of the input, of the classical alternatives (a colour guided filter at each of nine (radius, eps) settings;
+closed-form matting on trimaps eroded 10 px and (H+W)/100 px from the mask, with the optional pymatting; the
+table keeps the best per family, as a user tuning them would), and of each model (its method's defaults:
+Global+Local at L=900 for CascadePSP), and each model's per-image win/tie/loss count on mBA against that best
+alternative (a tie: within 0.1 point). With --samples, also scores the H36M frames
 against the authors' released model's outputs. Lists each model's --worst losses against that filter per
 family (with --panels, a picture of each: the filter's and the model's boundaries on the ground truth's).
 Writes results.md (the tables) and results.json.
@@ -30,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.coarse_sets import FAMILIES, write_coarse_folder  # noqa: E402
 from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
 from dataset.folders import find_samples, load_sample  # noqa: E402
-from inference.learning import (best_filter, comparison_markdown, guided_filter_methods,  # noqa: E402
-                                losses_markdown, model_method, results_markdown, score_against_reference,
+from evaluation.learning import (best_filter, comparison_markdown, guided_filter_methods,  # noqa: E402
+                                losses_markdown, matting_methods, model_method, results_markdown, score_against_reference,
                                 score_folder, worst_losses)
 from inference.visualize import comparison_panel  # noqa: E402
 from inference.predict import default_config  # noqa: E402
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='also draw them: OUTPUT/worst/FAMILY_MODEL_IMAGE.png (the methods are run again on those images)')
     parser.add_argument('--filters', action=argparse.BooleanOptionalAction, default=True,
                         help='score the guided-filter settings too (--no-filters: only the models, e.g. to fill the cache)')
+    parser.add_argument('--matting', action=argparse.BooleanOptionalAction, default=True,
+                        help='score closed-form matting too (needs pymatting, in the development extra)')
     parser.add_argument('--cache', action=argparse.BooleanOptionalAction, default=True,
                         help="reuse each method's per-image scores stored under --work (keyed by the weights' digest)")
     args = parser.parse_args(argv)
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError as e:
             parser.error(f'--settings {item}: not JSON ({e})')
     methods = guided_filter_methods() if args.filters else {}
+    if args.filters and args.matting:
+        try:
+            methods.update(matting_methods())
+        except ImportError as e:
+            parser.error(f'--matting: {e}; or --no-matting')
     labels, keys = [], {}
     for spec in args.model:
         label, _, path = spec.rpartition('=')

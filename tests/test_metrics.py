@@ -162,7 +162,7 @@ def test_make_table(tmp_path):
 def test_worst_losses_are_listed_and_drawn(tmp_path):
     """The learning benchmark's worst losses against the best filter: only losses, worst first, at most k; a
     table row and a panel (input, filter, model) for each."""
-    from inference.learning import losses_markdown, score_folder, worst_losses
+    from evaluation.learning import losses_markdown, score_folder, worst_losses
     from scripts.benchmark_learning import draw_worst
     rng = np.random.default_rng(0)
     folder = tmp_path / 'set'

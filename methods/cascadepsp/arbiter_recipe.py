@@ -22,35 +22,61 @@ import torch
 import torch.nn as nn
 
 from dataset.degrade import FAMILY_NAMES, degrade
-from dataset.readers import training_pairs
+from dataset.readers import Pair, training_pairs
+from dataset.segmenter_masks import SEGMENTER, segmenter_mask, with_segmenter_masks
 from dataset.splits import VAL_SPLIT, exclude_split
 from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.inference import refine
 from models.cascadepsp.arbiter import Arbiter
 from models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from util.image_io import read_grey, read_rgb
-from util.transforms import mask_tensor, rgb_tensor
+from util.transforms import binarize, mask_tensor, rgb_tensor
 
 log = logging.getLogger(__name__)
 #: Degradation families and their weights (dataset.degrade.degrade names).
 FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1}
 
 
-def collect(model: nn.Module, arbiter: Arbiter, pairs: list, samples: int, rng: np.random.Generator,
-            families: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N x F features, N ground-truth labels in {0, 1}, N image indices) of band pixels sampled from every pair,
-    each mask degraded by a family of ``families`` (default :data:`FAMILIES`) drawn by weight."""
-    families = families or FAMILIES
-    names, weights = list(families), np.array(list(families.values()), float)
+def assign(pairs: list[Pair], images: int, families: dict[str, float], rng: np.random.Generator
+           ) -> list[tuple[Pair, str | None]]:
+    """``images`` training pairs drawn from ``pairs``, each with the family that makes its coarse mask: the real
+    segmenter's (``mediapipe``, :mod:`dataset.segmenter_masks`) for its share of the weights, on pairs whose
+    mask reaches IoU 0.6, or None for a synthetic family that :func:`collect` draws."""
+    order = [pairs[i] for i in rng.permutation(len(pairs))]
+    if SEGMENTER not in families:
+        return [(p, None) for p in order[:images]]
+    eligible = with_segmenter_masks(order)
+    share = families[SEGMENTER] / sum(families.values())
+    chosen = eligible[:min(len(eligible), round(images * share))]
+    taken = set(chosen)
+    rest = [p for p in order if p not in taken][:images - len(chosen)]
+    items = [(p, SEGMENTER) for p in chosen] + [(p, None) for p in rest]
+    return [items[i] for i in rng.permutation(len(items))]
+
+
+def collect(model: nn.Module, arbiter: Arbiter, items: list[tuple[Pair, str | None]], samples: int,
+            rng: np.random.Generator, families: dict[str, float] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N x F features, N ground-truth labels in {0, 1}, N image indices) of band pixels sampled from every
+    (pair, family) of ``items`` (:func:`assign`); a family of None is drawn by weight from the synthetic families
+    of ``families`` (default :data:`FAMILIES`)."""
+    synthetic = {k: v for k, v in (families or FAMILIES).items() if k != SEGMENTER}
+    names, weights = list(synthetic), np.array(list(synthetic.values()), float)
     xs, ys, ids = [], [], []
-    for n, pair in enumerate(pairs):
+    for n, (pair, family) in enumerate(items):
         image, gt = read_rgb(pair.image), read_grey(pair.mask)
+        theirs = read_grey(segmenter_mask(pair)) if family == SEGMENTER else None
         if rng.random() < 0.3:
             s = rng.uniform(1.3, 2.5)
             image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
             gt = cv2.resize(gt, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
+            if theirs is not None:
+                theirs = cv2.resize(theirs, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
         gt = np.where(gt > 127, 255, 0).astype(np.uint8)
-        coarse = degrade(gt, names[rng.choice(len(names), p=weights / weights.sum())], rng)
+        if family == SEGMENTER:
+            coarse = binarize(theirs)
+        else:
+            coarse = degrade(gt, names[rng.choice(len(names), p=weights / weights.sum())], rng)
         with torch.inference_mode():
             prob = refine(model, rgb_tensor(image), mask_tensor(coarse), CascadeConfig()).probs[0, 0].numpy()
         x, band = arbiter.features(image, coarse > 127, prob)
@@ -61,7 +87,7 @@ def collect(model: nn.Module, arbiter: Arbiter, pairs: list, samples: int, rng: 
             ys.append(torch.from_numpy(gt[py[keep], px[keep]] > 127).float())
             ids.append(torch.full((len(keep),), n))
         if n % 100 == 0:
-            log.info('%d/%d images', n, len(pairs))
+            log.info('%d/%d images', n, len(items))
     return torch.cat(xs), torch.cat(ys), torch.cat(ids)
 
 
@@ -103,8 +129,9 @@ def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../sha
     or a weight that is not positive."""
     families = dict(families or FAMILIES)
     for name, weight in families.items():
-        if name not in FAMILY_NAMES or name == 'jitter' or not weight > 0:
-            raise ValueError(f'arbiter families: {name}={weight}: families are {", ".join(FAMILY_NAMES)} but jitter (kept '
+        if name not in (*FAMILY_NAMES, SEGMENTER) or name == 'jitter' or not weight > 0:
+            raise ValueError(f'arbiter families: {name}={weight}: families are {", ".join(FAMILY_NAMES)}, {SEGMENTER} '
+                             '(the real segmenter\'s masks of the training images) but jitter (kept '
                              'out of every training recipe: the benchmark measures generalisation to it), with positive '
                              'weights')
     if threads:
@@ -116,11 +143,11 @@ def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../sha
         raise ValueError(f'{load}: the {getattr(model, "arch", "?")} architecture takes no arbiter')
     model.set_arbiter(None)  # the arbiter learns from the network's own outputs
     pairs = exclude_split(training_pairs(data_root, sources or ['ecssd', 'DUTS-TE']), VAL_SPLIT)
-    pairs = [pairs[i] for i in rng.permutation(len(pairs))[:images]]
+    items = assign(pairs, images, families, rng)
     arbiter = Arbiter(hidden=hidden, evidence=evidence, post_radius=post_radius)
     start = time.time()
-    x, y, ids = collect(model, arbiter, pairs, samples, rng, families)
-    log.info('%d band pixels from %d images in %.0f s', len(x), len(pairs), time.time() - start)
+    x, y, ids = collect(model, arbiter, items, samples, rng, families)
+    log.info('%d band pixels from %d images in %.0f s', len(x), len(items), time.time() - start)
     losses = fit(arbiter, x, y, ids, epochs)
     model.set_arbiter(arbiter)
     recipe: dict[str, Any] = dict(load=str(load), data_root=data_root, sources=sources, images=images, samples=samples,

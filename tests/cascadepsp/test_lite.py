@@ -159,7 +159,7 @@ SLACK = 0.01
 def test_bundled_weights_on_a_held_out_pair(data_dir, family):
     """The bundled model against the input and a tuned guided filter, every benchmark family, at the margins
     measured when the weights shipped (a regression makes a margin fall by more than SLACK)."""
-    from inference.learning import FILTER_SETTINGS, guided_filter_mask, model_method
+    from evaluation.learning import FILTER_SETTINGS, guided_filter_mask, model_method
     assert BUNDLED['lite'].is_file()
     assert HELD_OUT in read_split(VAL_SPLIT)
     (pair,) = [p for p in split_pairs(data_dir, VAL_SPLIT) if f'{p.image.parent.name}/{p.image.stem}' == HELD_OUT]

@@ -2,7 +2,9 @@
 the classical alternative?
 
 For each family of coarse masks (:mod:`dataset.coarse_sets`) it scores, with the project's IoU and mBA:
-the coarse input itself, a colour guided filter of it (He et al. 2010), and each model (Global+Local).
+the coarse input itself, the classical alternatives (a colour guided filter of it, He et al. 2010, at several
+settings; closed-form matting on a trimap eroded from it, Levin et al. 2008, as ``rembg``'s alpha-matting
+option runs it) and each model (Global+Local).
 """
 from __future__ import annotations
 
@@ -28,21 +30,62 @@ from util.image_io import read_grey, read_rgb
 from util.transforms import binarize, probability_to_uint8, unit_rgb
 
 #: A method maps (H x W x 3 uint8 RGB image, H x W uint8 coarse mask) to an H x W uint8 mask.
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: The guided-filter settings a user would try, (radius divisor, eps): radius (H + W) / divisor px.
 FILTER_SETTINGS = tuple((per, eps) for per in (300, 150, 75) for eps in (1e-4, 1e-3, 1e-2))
+
+
+#: Closed-form matting's trimaps: the unknown band reaches this far on either side of the mask's boundary,
+#: ``px`` in pixels (rembg's default erosion) or ``per`` as (H + W) / per px.
+MATTING_SETTINGS = (('px', 10), ('per', 100))
 
 
 def filter_label(per: float, eps: float) -> str:
     return f'guided filter r=(H+W)/{per:g} eps={eps:g}'
 
 
-def guided_filter_methods() -> dict[str, Method]:
+def guided_filter_methods() -> dict[str, MaskFn]:
     """One method per setting of :data:`FILTER_SETTINGS`."""
     return {filter_label(per, eps): (lambda image, coarse, per=per, eps=eps:
                                      guided_filter_mask(image, coarse, eps, radius_per=per))
             for per, eps in FILTER_SETTINGS}
+
+
+def matting_label(kind: str, size: float) -> str:
+    return f'closed-form matting, trimap {size:g} px' if kind == 'px' else f'closed-form matting, trimap (H+W)/{size:g}'
+
+
+def matting_methods() -> dict[str, MaskFn]:
+    """One method per setting of :data:`MATTING_SETTINGS`. Raises ImportError (saying how to install it) where
+    the optional ``pymatting`` package is missing."""
+    try:
+        import pymatting  # noqa: F401
+    except ImportError as e:
+        raise ImportError('the matting baseline needs pymatting: pip install -e ".[dev]" (or pymatting)') from e
+    return {matting_label(kind, size): (lambda image, coarse, kind=kind, size=size: matting_mask(
+        image, coarse, size if kind == 'px' else max(1, round(sum(coarse.shape) / size)))) for kind, size in MATTING_SETTINGS}
+
+
+def matting_mask(image: np.ndarray, coarse: np.ndarray, width: int, threshold: float = 0.5) -> np.ndarray:
+    """Closed-form matting (``pymatting.estimate_alpha_cf``) of H x W x 3 uint8 ``image`` on the trimap whose
+    known foreground and background are ``coarse`` (H x W uint8, > 127 foreground) and its complement, each eroded
+    by ``width`` px; the alpha matte thresholded at ``threshold``. Returns H x W uint8 0/255. A mask with no
+    foreground or no background comes back as it is (matting needs both)."""
+    import cv2
+    from pymatting import estimate_alpha_cf
+    fg = coarse > 127
+    if fg.all() or not fg.any():
+        return np.where(fg, 255, 0).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1,) * 2)
+    sure_fg = cv2.erode(fg.astype(np.uint8), kernel) > 0
+    sure_bg = cv2.erode((~fg).astype(np.uint8), kernel) > 0
+    if not sure_fg.any() or not sure_bg.any():  # the erosion removed one side: nothing to anchor the matte
+        return np.where(fg, 255, 0).astype(np.uint8)
+    trimap = np.full(fg.shape, 0.5)
+    trimap[sure_fg], trimap[sure_bg] = 1.0, 0.0
+    alpha = estimate_alpha_cf(image.astype(np.float64) / 255, trimap)
+    return np.where(alpha > threshold, 255, 0).astype(np.uint8)
 
 
 @torch.inference_mode()
@@ -57,7 +100,7 @@ def guided_filter_mask(image: np.ndarray, coarse: np.ndarray, eps: float = 1e-4,
     return np.where(q > threshold, 255, 0).astype(np.uint8)
 
 
-def model_method(model: nn.Module, cfg: Any = None) -> Method:
+def model_method(model: nn.Module, cfg: Any = None) -> MaskFn:
     """Refinement by ``model`` with its method and ``cfg`` (its inference config; default: its defaults)."""
     def run(image: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         return probability_to_uint8(refine_image(model, *image_tensors(image, coarse), cfg).probs[0, 0])
@@ -84,7 +127,7 @@ def _cache_file(cache: Path, key: str) -> Path:
     return cache / (re.sub(r'[^A-Za-z0-9_.=-]+', '_', key) + '.json')
 
 
-def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | None,
+def _score(items, methods: dict[str, MaskFn], progress: Callable[[int], None] | None,
            cache: Path | None = None, keys: dict[str, str] | None = None) -> dict[str, MethodResult]:
     """``items`` yields (name, image, coarse mask, reference mask); the coarse input itself is ``'input'``.
 
@@ -121,7 +164,7 @@ def _score(items, methods: dict[str, Method], progress: Callable[[int], None] | 
     return {m: cached.get(m) or results[m] for m in ['input', *keys] if m in cached or m in results}
 
 
-def score_folder(folder: str | Path, methods: dict[str, Method], progress: Callable[[int], None] | None = None,
+def score_folder(folder: str | Path, methods: dict[str, MaskFn], progress: Callable[[int], None] | None = None,
                  cache: Path | None = None, keys: dict[str, str] | None = None) -> dict[str, MethodResult]:
     """Run every method on every NAME_im / NAME_seg / NAME_gt triplet of ``folder`` and score it against
     the ground truth. The coarse input's own scores are ``'input'`` in the result. ``cache``/``keys``: see
@@ -133,7 +176,7 @@ def score_folder(folder: str | Path, methods: dict[str, Method], progress: Calla
     return _score(((s.name, *load_sample(s)) for s in samples), methods, progress, cache, keys)
 
 
-def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], methods: dict[str, Method]
+def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], methods: dict[str, MaskFn]
                             ) -> dict[str, MethodResult]:
     """Score methods against a reference *output* rather than a ground truth: ``triplets`` are (name, image,
     coarse mask, reference mask) files, e.g. the authors' released model's outputs on the H36M samples.
@@ -154,9 +197,15 @@ def results_markdown(results: dict[str, dict[str, MethodResult]]) -> str:
     return '\n'.join(rows)
 
 
+def is_classical(name: str) -> bool:
+    """Whether a method of the results is a classical alternative (a guided filter or matting setting)."""
+    return name.startswith(('guided filter', 'closed-form matting'))
+
+
 def best_filter(results: dict[str, MethodResult]) -> MethodResult:
-    """The guided-filter setting of highest mean mBA among ``results`` (what a user tuning it would keep)."""
-    filters = [r for name, r in results.items() if name.startswith('guided filter')]
+    """The classical setting (guided filter or matting) of highest mean mBA among ``results``: what a user
+    tuning the classical alternatives on this data would keep."""
+    filters = [r for name, r in results.items() if is_classical(name)]
     return max(filters, key=lambda r: (r.mba, r.iou))
 
 
@@ -172,15 +221,15 @@ def win_tie_loss(model: MethodResult, other: MethodResult, tie: float = 1e-3) ->
 
 
 def comparison_markdown(results: dict[str, dict[str, MethodResult]], models: list[str]) -> str:
-    """Families x (input, best guided filter, each model): IoU / mBA x 100, and each model's per-image
-    win/tie/loss count on mBA against the best filter."""
+    """Families x (input, best classical alternative, each model): IoU / mBA x 100, and each model's per-image
+    win/tie/loss count on mBA against that alternative."""
     def cell(r: MethodResult) -> str:
         return f'{100 * r.iou:.2f} / {100 * r.mba:.2f}'
-    head = ['coarse masks', 'input', 'best guided filter'] + models + [f'{m}: W/T/L vs filter' for m in models]
+    head = ['coarse masks', 'input', 'best classical'] + models + [f'{m}: W/T/L vs classical' for m in models]
     rows = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for family, by in results.items():
-        gf = best_filter(by) if any(n.startswith('guided filter') for n in by) else None
-        cells = [family, cell(by['input']), f'{cell(gf)} ({gf.method[len("guided filter "):]})' if gf else '']
+        gf = best_filter(by) if any(is_classical(n) for n in by) else None
+        cells = [family, cell(by['input']), f'{cell(gf)} ({gf.method})' if gf else '']
         cells += [cell(by[m]) for m in models]
         cells += ['/'.join(map(str, win_tie_loss(by[m], gf))) if gf else '' for m in models]
         rows.append('| ' + ' | '.join(cells) + ' |')
@@ -201,7 +250,7 @@ def losses_markdown(results: dict[str, dict[str, MethodResult]], models: list[st
     rows = ['| coarse masks | model | image | size | input mBA | filter mBA | model mBA | model - filter | '
             'IoU change over the input |', '|---|---|---|---|---|---|---|---|---|']
     for family, by in results.items():
-        if not any(n.startswith('guided filter') for n in by):
+        if not any(is_classical(n) for n in by):
             continue
         gf = best_filter(by)
         for m in models:
