@@ -12,7 +12,7 @@ them for --model). Then score OUT with eval_post.py.
 
     python eval.py --ade --dir SPLIT --output MASKS [--global_only]      # scene parsing, step 3
 
-    python eval.py --method magnet --dataset deepglobe --datalist LIST ...   # MagNet (see inference/semantic.py)
+    python eval.py --method magnet --dataset deepglobe --datalist LIST ...   # MagNet (see evaluation/magnet.py)
 
 --ade reads a folder written by scripts/split_scene.py and refines every component inside its box,
 writing MASKS/NAME_<class>.<id>_mask.png at the box's size (--global_only upscales crops under 224 px).
@@ -26,7 +26,7 @@ import sys
 from inference.cli import add_model_flags, parse_with_model
 from inference.engine import precision_scope
 from inference.folders import SettingsMismatch, refine_folder
-from inference import semantic
+from evaluation import magnet as magnet_eval
 from methods import method_of_model
 from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     known, rest = pre.parse_known_args(argv)
     if known.method == 'magnet':  # a semantic-segmentation dataset with the authors' test.py flags
         logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-        return semantic.main(rest)
+        return magnet_eval.main(rest)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dir', required=True, help='input folder')
     parser.add_argument('--output', required=True, help='output folder')

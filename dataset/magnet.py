@@ -26,6 +26,11 @@ CITYSCAPES_IGNORED_IDS = (0, 1, 2, 3, 4, 5, 6, 9, 10, 14, 15, 16, 18, 29, 30)
 #: DeepGlobe land-cover colours (RGB) by class: unknown, urban, agriculture, rangeland, forest, water, barren.
 DEEPGLOBE_COLOURS = ((0, 0, 0), (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255),
                      (255, 255, 255))
+#: Cityscapes' palette by train id (road, sidewalk, building, wall, fence, pole, traffic light, traffic sign,
+#: vegetation, terrain, sky, person, rider, car, truck, bus, train, motorcycle, bicycle), as its tools colour them.
+CITYSCAPES_COLOURS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+                      (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+                      (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,14 @@ class LabelSpec:
 CITYSCAPES = LabelSpec('cityscapes', 19, 255, colour=False, mean_from=0)
 DEEPGLOBE = LabelSpec('deepglobe', 7, -1, colour=True, mean_from=1)
 DATASETS = {spec.name: spec for spec in (CITYSCAPES, DEEPGLOBE)}
+PALETTES = {'cityscapes': CITYSCAPES_COLOURS, 'deepglobe': DEEPGLOBE_COLOURS}
+
+
+def colourise(classes: np.ndarray, spec: LabelSpec) -> np.ndarray:
+    """H x W class indices -> H x W x 3 uint8 RGB in the dataset's palette (classes outside it: black)."""
+    palette = np.zeros((max(256, int(classes.max(initial=0)) + 1), 3), np.uint8)
+    palette[:len(PALETTES[spec.name])] = PALETTES[spec.name]
+    return palette[np.asarray(classes, np.int64)]
 
 
 @dataclass(frozen=True)

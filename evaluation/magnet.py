@@ -4,6 +4,11 @@
         --scales 612-612,1224-1224,2448-2448 --crop_size 612 612 --input_size 508 508 --model fpn \\
         --pretrained deepglobe_fpn.pth --pretrained_refinement deepglobe_refinement.pth --num_classes 7 \\
         --n_points 0.75 --n_patches -1 --smooth_kernel 11 --save_pred --save_dir OUT
+    python eval.py --method magnet --preset deepglobe       # the same: the authors' test_magnet.sh
+    python eval.py --method magnet --preset cityscapes_fast --root /data/cityscapes   # a flag overrides a preset
+
+Presets (methods/magnet/presets.py): cityscapes, cityscapes_fast, deepglobe, deepglobe_fast, the authors'
+test_magnet.sh and test_magnet_fast.sh of each dataset.
 
 Per image, with ``--save_pred``: ``NAME_pred.png`` (refined class indices, uint8, the image's size) and
 ``NAME_coarse.png`` (the backbone's), NAME = the image file's name without its extension. Prints the coarse and
@@ -25,6 +30,7 @@ from dataset.magnet import DATASETS, Item, read_class_map, read_datalist
 from evaluation.confusion import confusion_matrix, iou_scores
 from inference.predict import refine_image
 from methods import METHODS
+from methods.magnet.presets import TEST_PRESETS
 from models.hub import MAGNET_SYSTEMS, load_named_system, load_system
 from models.checkpoint import CheckpointError
 from models.magnet.system import BACKBONES
@@ -40,12 +46,16 @@ log = logging.getLogger('eval')
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='eval.py --method magnet', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dataset', required=True, choices=sorted(DATASETS))
+    parser.add_argument('--preset', choices=sorted(TEST_PRESETS),
+                        help="the flags of one of the authors' test scripts; explicit flags override them")
+    parser.add_argument('--dataset', choices=sorted(DATASETS), help='required, unless a --preset gives it')
     parser.add_argument('--root', default='.', help='folder the datalist\'s paths are relative to')
-    parser.add_argument('--datalist', required=True, help='IMAGE<TAB>LABEL lines (the authors\' format)')
+    parser.add_argument('--datalist', help='IMAGE<TAB>LABEL lines (the authors\' format); required, unless a --preset '
+                                           'gives it')
     parser.add_argument('--model', choices=sorted(BACKBONES), help='the backbone (with --pretrained FILE)')
-    parser.add_argument('--pretrained', required=True,
-                        help=f'the backbone\'s file, or a released system by name: {", ".join(MAGNET_SYSTEMS)}')
+    parser.add_argument('--pretrained',
+                        help=f'the backbone\'s file, or a released system by name: {", ".join(MAGNET_SYSTEMS)}; '
+                             'required, unless a --preset gives it')
     parser.add_argument('--pretrained_refinement', nargs='+', default=[],
                         help='refinement module file(s): one for every stage, or one per stage')
     parser.add_argument('--num_classes', type=int, help='classes of the backbone (default: the dataset\'s)')
@@ -59,9 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line, a ``--preset``'s values as the defaults that explicit flags override."""
     parser = _parser()
+    preset = parser.parse_known_args(argv)[0].preset
+    if preset:
+        parser.set_defaults(**TEST_PRESETS[preset])
     args = parser.parse_args(argv)
+    if missing := [f'--{name}' for name in ('dataset', 'datalist', 'pretrained') if not getattr(args, name)]:
+        parser.error(f'{", ".join(missing)} required (or a --preset that gives them)')
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = parse(argv)
     image_io.set_max_pixels(args.max_pixels)
     method = METHODS['magnet']
     try:

@@ -5,7 +5,7 @@ components back into a label map, and score it, exactly as the authors' ``ade_ex
 Labels: 0 = void (ground truth only), 1..150 = ADE20K classes. Model outputs in 0..149 need the authors'
 +1 shift first (:func:`all_plus_one`). Quirks kept by default so the numbers stay comparable with the paper:
   * the split's closing kernel is an asymmetric 10 x 10 disc (regions lose a top row / left column);
-  * a component's box never holds the last image row and column (:func:`inference.objects.grown_box`);
+  * a component's box never holds the last image row and column (:func:`util.boxes.grown_box`);
   * mIoU is the mean over all 150 classes, absent classes counting 0;
   * per image, the smallest label of gt ∪ input is dropped from the counts (meant to be void; without void
     pixels, a real class is dropped).
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from util.boxes import Box, grown_box
+from util.boxes import Box, component_box  # noqa: F401 (component_box: part of this API)
 from evaluation.metrics import boundary_accuracy
 
 NUM_CLASSES = 150
@@ -75,11 +75,6 @@ def split_components(seg: np.ndarray, gt: np.ndarray) -> list[Component]:
             out.append(Component(int(c), k, ((region > 0) & (s > 0)).astype(np.uint8) * 255,
                                  ((region > 0) & (gt == c)).astype(np.uint8) * 255))
     return out
-
-
-def component_box(split_seg: np.ndarray) -> Box:
-    """The crop a component is refined in (the authors' box, last row and column excluded)."""
-    return grown_box(split_seg > 0, authors=True)
 
 
 _CLASS = re.compile(r'(\d+)\.(\d+)')

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from evaluation.scene_parsing import component_box
+from util.boxes import component_box
 from inference.folders import check_settings
 from util.runner import RunReport, run_items
 from inference.objects import refine_crops
@@ -50,7 +50,7 @@ def _refine_image_components(model: nn.Module, split_dir: Path, output: Path, na
 
 def refine_split_folder(model: nn.Module, split_dir: str | Path, output: str | Path, cfg: Any = None,
                         overwrite: bool = False, progress: bool = True) -> RunReport:
-    """Refine every component of a split folder inside its box (:func:`evaluation.scene_parsing.component_box`)
+    """Refine every component of a split folder inside its box (:func:`util.boxes.component_box`)
     with ``model``'s method and ``cfg``; write ``STEM_mask.png`` at the box's size.
 
     Components of one image are refined together (same-sized crops batched). Finished components are

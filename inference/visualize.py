@@ -121,3 +121,22 @@ def comparison_panel(image: np.ndarray, gt: np.ndarray, outputs: dict[str, np.nd
         tiles.append(_captioned(_fit(view, tile, tile), label))
     gap = np.zeros((tile + _CAPTION, 4, 3), np.uint8)
     return np.concatenate([t for pair in zip(tiles, [gap] * len(tiles)) for t in pair][:-1], 1)
+
+
+def tiles_panel(tiles: dict[str, np.ndarray], max_tile: int = 1024) -> np.ndarray:
+    """Images side by side, each captioned with its key, as an RGB uint8 array: every tile is the first one's
+    size scaled so that its long side is at most ``max_tile`` (label maps are scaled nearest-neighbour).
+
+    Args:
+        tiles: caption -> H x W x 3 uint8 RGB (H x W tiles are shown grey).
+    """
+    first = next(iter(tiles.values()))
+    h, w = first.shape[:2]
+    scale = min(1.0, max_tile / max(h, w))
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    row = []
+    for caption, tile in tiles.items():
+        tile = np.repeat(tile[..., None], 3, 2) if tile.ndim == 2 else tile
+        row += [_captioned(_fit(tile, tw, th, nearest=caption != next(iter(tiles))), caption),
+                np.zeros((th + _CAPTION, 4, 3), np.uint8)]
+    return np.concatenate(row[:-1], 1)
