@@ -102,3 +102,38 @@ def test_compact_encoder_round_trip(tmp_path):
     assert a.shape == (1, 1, 30, 40) and torch.equal(a, b)
     with pytest.raises(ValueError, match='unknown encoder'):
         build_model('crm', encoder='vit')
+
+
+#: CRM's README commands, verbatim but for the script's name (train.py, eval.py for test.py), --arch crm and
+#: --model naming a CRM file.
+README_TRAIN = ('Exp_ID -i 45000 -b 12 --steps 22500 37500 --lr 2.25e-4 --ce_weight 1.0 --l1_weight 0.5 '
+                '--l2_weight 0.5 --grad_weight 2.0').split()
+
+
+def test_readme_commands_run_as_written(tmp_path, tiny_data, caplog):
+    """train.py with the README's flags (stopped after 2 iterations on tiny data), eval.py with test.py's flags
+    on the checkpoint it wrote, then eval_post.py --mask_prefix for each of the four scales."""
+    data = tiny_data(n=3, size=(48, 64))
+    caplog.set_level('INFO')
+    environment = ['--arch', 'crm', '--until', '2', '--save_interval', '2', '--data_root', str(data),
+                   '--crop_size', '48', '--workers', '0', '--device', 'cpu', '--holdout', '',
+                   '--log_dir', str(tmp_path / 'runs'), '--save_dir', str(tmp_path / 'saves')]
+    assert train_cli.main(README_TRAIN + environment) == 0
+    (run,) = (tmp_path / 'saves').iterdir()
+    checkpoint = run / 'checkpoint_final.pth'  # --until 2: the run's end
+    config = read_checkpoint(checkpoint)['config']
+    assert (config['iterations'], config['batch_size'], config['steps'], config['lr']) == (45000, 12, [22500, 37500],
+                                                                                         2.25e-4)
+    assert (config['ce_weight'], config['l1_weight'], config['l2_weight'], config['grad_weight']) == (1.0, 0.5, 0.5, 2.0)
+    src, out = tmp_path / 'test_set', tmp_path / 'output'
+    src.mkdir()
+    for i in range(2):
+        image, mask = _blob(40, 52, seed=i)
+        Image.fromarray(image).save(src / f'im{i}_im.jpg')
+        Image.fromarray(np.roll(mask, 3, axis=1)).save(src / f'im{i}_seg.png')
+        Image.fromarray(mask).save(src / f'im{i}_gt.png')
+    assert eval_cli.main(['--dir', str(src), '--model', str(checkpoint), '--output', str(out), '--clear']) == 0
+    import eval_post as eval_post_cli
+    for s in ('0.125', '0.25', '0.5', '1.0'):
+        assert eval_post_cli.main(['--dir', str(out), '--mask_prefix', f'{s}_', '--workers', '1']) == 0
+        assert 'New IoU' in (out / f'{s}_results_post.txt').read_text()
