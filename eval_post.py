@@ -21,9 +21,9 @@ import logging
 import sys
 
 from evaluation.scene_folders import fuse_and_score_folder
-from util.atomic import ensure_folder
+from util.atomic import check_writable, ensure_folder
 from util.image_io import ImageReadError
-from evaluation.post_eval import evaluate_folder, format_results, write_results
+from evaluation.post_eval import evaluate_folder, format_results, results_files, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dir:
         parser.error('--dir is required (or --ade with its folders)')
 
+    stem = f'{args.mask_prefix}results_post'
     try:
         ensure_folder(args.output or args.dir)
+        for path in results_files(args.output or args.dir, stem):  # before the work, not after it
+            check_writable(path)
     except OSError as e:
         log.error('%s', e)
         return 2
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error(p)
         log.error('%d problem(s); no results written (a partial folder is not comparable)', len(problems))
         return 1
-    txt, js = write_results(args.output or args.dir, summary, scores, f'{args.mask_prefix}results_post')
+    txt, js = write_results(args.output or args.dir, summary, scores, stem)
     sys.stdout.write(format_results(summary))
     log.info('wrote %s and %s', txt, js)
     return 0

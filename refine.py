@@ -20,6 +20,7 @@ from inference.cli import add_model_flags, parse_with_model
 from inference.files import RefineOptions, find_pairs, refine_directory, refine_file
 from inference.refiner import Refiner
 from models.checkpoint import CheckpointError
+from util.devices import DeviceError
 from util.atomic import OverwritesInput, check_output_file, ensure_folder, refuse_overwriting_inputs
 from util.image_io import ImageReadError
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger('refine')
     try:
         args, model, cfg = parse_with_model(parser, argv, {'batch': 'crops / object windows per forward pass'})
-    except CheckpointError as e:
+    except (CheckpointError, DeviceError) as e:
         log.error('%s', e)
         return 2
     if bool(args.dir) == bool(args.image):
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             planned = [Path(args.output) / f'{name}{suffix}' for name, _, _ in find_pairs(args.dir, args.mask_suffix)[0]
                        for suffix in suffixes]
             inputs = [p for p in Path(args.dir).iterdir()] if Path(args.dir).is_dir() else []
+            # Outputs of two images that collide with each other are refused per image by the runner, which
+            # refines the others; here, before any work, no output may be an input.
             refuse_overwriting_inputs({f'--output file {p.name}': p for p in planned}, {p.name: p for p in inputs})
             ensure_folder(args.output)
         else:

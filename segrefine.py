@@ -32,8 +32,9 @@ from inference.engine import check_precision, precision_scope, prepare
 from inference.predict import image_tensors, refine_image
 from methods.cascadepsp.config import CascadeConfig
 from models.checkpoint import CheckpointError, load_model
-from models.hub import MODEL_MD5, WEIGHT_SOURCES
-from util.fetch import download_source, file_digest
+from models.hub import MODEL_MD5, MODEL_URL, WEIGHT_SOURCES
+from util.devices import parse_device
+from util.fetch import DownloadError, download_source, file_digest
 from util.transforms import probability_to_uint8
 
 log = logging.getLogger('segrefine')
@@ -55,10 +56,29 @@ def _binary(mask: Any, shape: tuple[int, int]) -> np.ndarray:
     mask = np.asarray(mask.convert('L') if hasattr(mask, 'convert') else mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[:, :, 0]
+    if mask.ndim != 2:
+        raise ValueError(f'mask must be H x W (or H x W x 1), one value per pixel; got shape {mask.shape}: '
+                         'pass one channel, e.g. mask[..., 0]')
     if mask.shape != shape:
-        raise ValueError(f'mask {mask.shape} and image {shape} differ in size')
-    fg = mask if mask.dtype == bool else mask > 127
-    return fg.astype(np.uint8) * np.uint8(255)
+        raise ValueError(f'mask {mask.shape[1]}x{mask.shape[0]} and image {shape[1]}x{shape[0]} (W x H) differ in size')
+    if mask.dtype == bool:
+        return mask.astype(np.uint8) * np.uint8(255)
+    if mask.size and mask.max() <= 1 and mask.max() > 0:
+        log.warning('mask values are all within [0, 1] (a %s mask): the package reads > 127 as the foreground, so '
+                    'this mask is empty; scale it to 0..255 (mask * 255) or pass a bool mask', mask.dtype)
+    return (mask > 127).astype(np.uint8) * np.uint8(255)
+
+
+def _size(value: Any, name: str, minimum: int, optional: bool = False) -> int | None:
+    """An integer setting (``L``, ``max_size``) checked as the package's callers pass it; a clear error otherwise."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f'{name} must be an integer number of pixels{" or None" if optional else ""}, '
+                        f'got {value!r} ({type(value).__name__})')
+    if value < minimum:
+        raise ValueError(f'{name} must be at least {minimum} pixels, got {value}')
+    return int(value)
 
 
 class Refiner:
@@ -71,23 +91,35 @@ class Refiner:
         refined downscaled), ``exact`` (bit-identical arithmetic), ``fp16`` (half precision, carvekit's option:
         for GPUs; on a CPU without native fp16 kernels it is very slow)."""
         CascadeConfig(compat=compat)  # a bad compat fails here, before any download
+        self.max_size = _size(max_size, 'max_size', 8, optional=True)
+        self.device = parse_device(device, 'device')
         folder = Path(os.path.expanduser(str(model_folder if model_folder is not None else DEFAULT_FOLDER)))
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.exists() and not folder.is_dir():
+            raise CheckpointError(f'model_folder {folder}: is a file; give the folder that holds (or will hold) the '
+                                  "'model' file")
         path = folder / 'model'
+        if path.is_dir():
+            raise CheckpointError(f'{path}: is a folder; the weights are a file named model in {folder}')
+        where = (f"download {MODEL_URL} (MD5 {MODEL_MD5}) by hand and put it at {path}, or pass "
+                 'model_folder= a folder holding it')
         if download_and_check_model:
             if not path.exists():
                 log.info('Downloading the released CascadePSP weights into %s', path)
-                download_source(WEIGHT_SOURCES['model'], folder)  # MD5-verified before it appears
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    download_source(WEIGHT_SOURCES['model'], folder)  # MD5-verified before it appears
+                except (DownloadError, OSError) as e:
+                    raise CheckpointError(f'{path}: the released weights are not there and could not be '
+                                          f'downloaded ({e}); {where}') from e
             elif file_digest(path, 'md5') != MODEL_MD5:
                 log.warning('%s: MD5 of the model file does not match the release (%s); loading it anyway, '
                             'as the package does', path, MODEL_MD5)
         if not path.is_file():
-            raise CheckpointError(f'{path}: no model file (download_and_check_model=True fetches the release)')
-        self.device = torch.device(device)
+            raise CheckpointError(f'{path}: no model file; {where} (download_and_check_model=True fetches it)')
         self.precision = 'fp16' if fp16 else 'fp32'
         check_precision(self.precision, self.device)
         self.model = prepare(load_model(path), self.device, exact)
-        self.compat, self.max_size = compat, max_size
+        self.compat = compat
 
     def refine(self, image: Any, mask: Any, fast: bool = False, L: int = 900) -> np.ndarray:
         """Refine ``mask`` (H x W or H x W x 1; > 127 is foreground) on ``image`` (H x W x 3 RGB, 0..255).
@@ -95,7 +127,7 @@ class Refiner:
         image = _rgb(image)
         h, w = image.shape[:2]
         mask = _binary(mask, (h, w))
-        cfg = CascadeConfig(L=L, global_only=fast, compat=self.compat)
+        cfg = CascadeConfig(L=_size(L, 'L', 8), global_only=bool(fast), compat=self.compat)
         tensors = image_tensors(image, mask)
         with precision_scope(self.precision, self.device):
             probs = self._refine(tensors, cfg, (h, w))

@@ -84,8 +84,30 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     return dataclass_from_args(method.TrainConfig, _parser(method).parse_args(argv))
 
 
+def check_chain(method: Method, preset: str, explicit: dict) -> None:
+    """Raise ValueError, before the first stage runs, when a stage starts from a checkpoint that the stage before
+    it will not write with these flags (e.g. ``-i 20`` with a stage that loads iteration 2400)."""
+    stages = {s.name: s for s in method.presets[preset]}
+    for stage in stages.values():
+        if not stage.load_from or stage.load_from[1] is None or 'load' in explicit:
+            continue
+        earlier, iteration = stage.load_from
+        values = {**stages[earlier].overrides, **explicit}
+        iterations = values.get('iterations', method.TrainConfig.iterations)
+        end = min(values.get('until') or iterations, iterations)
+        interval = values.get('save_interval', method.TrainConfig.save_interval)
+        if iteration > end or (iteration != end and iteration % interval):
+            raise ValueError(f'preset {preset}: stage {stage.name} starts from checkpoint_{iteration}.pth of stage '
+                             f'{earlier}, which these flags do not write (that stage ends at iteration {end} and '
+                             f'saves every {interval}); drop the flags that shorten it, or give --load FILE')
+
+
 def _run_stages(method: Method, preset: str, only: str | None, exp_id: str, explicit: dict) -> None:
+    if preset not in method.presets:
+        raise ValueError(f'--preset {preset}: the {method.name} method has '
+                         + (f'the presets {", ".join(sorted(method.presets))}' if method.presets else 'no presets'))
     stages: tuple[Stage, ...] = method.presets[preset]
+    check_chain(method, preset, explicit)
     if only and only not in {s.name for s in stages}:
         raise ValueError(f'preset {preset!r} has no stage {only!r}; its stages: {", ".join(s.name for s in stages)}')
     if exp_id.upper() == 'NULL' and len(stages) > 1 and not only:
@@ -126,6 +148,9 @@ def resumed_config(method: Method, explicit: dict) -> TrainConfig:
     data = read_checkpoint(path)
     if not isinstance(data.get('config'), dict):
         raise CheckpointError(f'{path}: holds no training configuration; start a new run with --load {path}')
+    if 'optimizer' not in data or not data.get('run'):
+        raise CheckpointError(f'{path}: holds no run to resume (shipped or exported weights keep the network and its '
+                              f'training record, not the optimizer state); start a new run from it with --load {path}')
     saved = method.TrainConfig.from_dict(data['config'], str(path))
     conflicts = [f'--{k} {v!r} (the run has {getattr(saved, k)!r})' for k, v in explicit.items()
                  if k not in RESUME_MAY_CHANGE and v != getattr(saved, k)]
@@ -165,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLoss as e:
         log.error('%s', e)
         return 1
-    except (FileNotFoundError, CheckpointError, ValueError) as e:  # bad data root, weights file, batch size
+    except (OSError, CheckpointError, ValueError) as e:  # bad data root, weights file, batch size; a full disk
         log.error('%s', e)
         return 2
     return 0

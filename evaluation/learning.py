@@ -8,6 +8,7 @@ option runs it) and each model (Global+Local).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -60,7 +61,7 @@ def matting_methods() -> dict[str, MaskFn]:
     """One method per setting of :data:`MATTING_SETTINGS`. Raises ImportError (saying how to install it) where
     the optional ``pymatting`` package is missing."""
     try:
-        import pymatting  # noqa: F401
+        importlib.import_module('pymatting')
     except ImportError as e:
         raise ImportError('the matting baseline needs pymatting: pip install -e ".[dev]" (or pymatting)') from e
     return {matting_label(kind, size): (lambda image, coarse, kind=kind, size=size: matting_mask(

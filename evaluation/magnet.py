@@ -37,6 +37,7 @@ from models.magnet.system import BACKBONES
 from util import image_io
 from util.atomic import OverwritesInput, ensure_folder, refuse_overwriting_inputs, write_image, write_text
 from util.cli import add_dataclass_flags, dataclass_from_args
+from util.devices import parse_device
 from util.image_io import ImageReadError, read_rgb
 from util.runner import run_items
 
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--num_classes', type=int, help='classes of the backbone (default: the dataset\'s)')
     parser.add_argument('--save_pred', action='store_true', help='write NAME_pred.png and NAME_coarse.png')
     parser.add_argument('--save_dir', default='results', help='predictions and results.json go here')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default='auto', help='cpu, cuda, cuda:N, mps or auto (a GPU if there is one)')
     parser.add_argument('--num_workers', type=int, default=0, help='accepted as the authors\' test.py accepts it')
     parser.add_argument('--max_pixels', type=int, default=image_io.MAX_PIXELS,
                         help='refuse images above this many pixels before decoding them (0: no limit)')
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     classes = args.num_classes or spec.num_classes
     save_dir = Path(args.save_dir)
     try:
+        args.device = str(parse_device(args.device))  # before any weights load or download
         if args.pretrained in MAGNET_SYSTEMS and not args.pretrained_refinement:
             system = load_named_system(args.pretrained)
         else:
@@ -109,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     n = system.num_classes
     totals = {'coarse': np.zeros((n, n)), 'refined': np.zeros((n, n))}
     unknown: dict[str, int] = {}
+    scored: list[str] = []  # images with a label
+
+    def prediction_files(item: Item) -> dict[str, Path]:
+        return {kind: save_dir / f'{item.image.stem}_{suffix}.png'
+                for kind, suffix in (('refined', 'pred'), ('coarse', 'coarse'))} if args.save_pred else {}
 
     def process(item: Item) -> dict[str, float]:
         image = read_rgb(item.image)
@@ -126,27 +133,31 @@ def main(argv: list[str] | None = None) -> int:
         result = refine_image(system, tensor, None, cfg)  # the method by the registry; non-finite refused
         preds = {'refined': result.probs.argmax(1)[0].cpu().numpy(),
                  'coarse': result.extra['coarse'].argmax(1)[0].cpu().numpy()}
-        if args.save_pred:
-            outputs = {kind: save_dir / f'{item.image.stem}_{suffix}.png'
-                       for kind, suffix in (('refined', 'pred'), ('coarse', 'coarse'))}
-            refuse_overwriting_inputs(outputs, {'image': item.image, 'label': item.label})
-            for kind, path in outputs.items():
-                write_image(path, preds[kind].astype(np.uint8))
+        outputs = prediction_files(item)
+        refuse_overwriting_inputs(outputs, {'image': item.image, 'label': item.label})
+        for kind, path in outputs.items():
+            write_image(path, preds[kind].astype(np.uint8))
         if label is not None:
             for kind, pred in preds.items():
                 totals[kind] += confusion_matrix(label, pred, n, spec.ignore_label)
+            scored.append(str(item.image))
         return result.stats
 
-    report = run_items(items, process, lambda item: str(item.image))
-    scores = {kind: iou_scores(matrix, spec.mean_from) for kind, matrix in totals.items()}
+    # Two images of one stem (data/0_sat.png, data/b/0_sat.png) would write the same NAME_pred.png: both refused.
+    report = run_items(items, process, lambda item: str(item.image),
+                       outputs=lambda item: list(prediction_files(item).values()))
+    results = {'dataset': spec.name, 'images': report.done, 'scored_images': len(scored),
+               'failures': report.failures, 'settings': vars(args), 'label_pixels_of_unknown_id_or_colour': unknown}
     print('-------SUMMARY-------')
-    print(f'Coarse IoU: {scores["coarse"]["mIoU"] * 100:.2f}')
-    print(f'Refinement IoU: {scores["refined"]["mIoU"] * 100:.2f}')
-    results = {'dataset': spec.name, 'images': report.done, 'failures': report.failures,
-               'settings': vars(args),
-               'label_pixels_of_unknown_id_or_colour': unknown,
-               **{kind: {**score, 'confusion_matrix': totals[kind].astype(np.int64).tolist()}
-                  for kind, score in scores.items()}}
+    if scored:
+        scores = {kind: iou_scores(matrix, spec.mean_from) for kind, matrix in totals.items()}
+        print(f'Coarse IoU: {scores["coarse"]["mIoU"] * 100:.2f}')
+        print(f'Refinement IoU: {scores["refined"]["mIoU"] * 100:.2f}')
+        results.update({kind: {**score, 'confusion_matrix': totals[kind].astype(np.int64).tolist()}
+                        for kind, score in scores.items()})
+    else:
+        print('No labels: not scored' + (' (predictions written)' if args.save_pred and report.done else ''))
+        log.warning('%s lists no label for any image that was refined: no IoU is computed', args.datalist)
     write_text(save_dir / 'results.json', json.dumps(results, indent=1, default=str) + '\n')
     log.info('%s', report.summary())
     if report.failures:

@@ -114,7 +114,7 @@ def evaluate_folder(folder: str | os.PathLike, mask_prefix: str = '', workers: i
     problems += [note for score, note in results if score is None]
     for note in warnings:
         log.warning('%s', note)
-    return dict(summarize(scores), resized_masks=len(warnings)), scores, problems
+    return dict(summarize(scores), resized_masks=len(warnings), multiclass=multiclass), scores, problems
 
 
 def format_results(summary: dict) -> str:
@@ -133,6 +133,9 @@ def format_results(summary: dict) -> str:
     ]
     if summary.get('resized_masks'):
         lines.append(f"Refined masks resized to their ground truth's size: {summary['resized_masks']}")
+    if math.isnan(summary['new_iou']):
+        lines.append('IoU is undefined (nan): no foreground in any ground truth nor refined mask'
+                     + (' (label maps: IoU is binary; see mBA)' if summary.get('multiclass') else ''))
     if summary['images_without_boundary']:
         lines.append(f"Images without a boundary (left out of mBA): {summary['images_without_boundary']}")
     return '\n'.join(lines) + '\n'
@@ -145,6 +148,11 @@ def json_safe(value):
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def results_files(output: str | os.PathLike, stem: str = 'results_post') -> tuple[Path, Path]:
+    """The ``{stem}.txt`` and ``{stem}.json`` that :func:`write_results` writes into ``output``."""
+    return Path(output) / f'{stem}.txt', Path(output) / f'{stem}.json'
 
 
 def write_results(output: str | os.PathLike, summary: dict, scores: list[ImageScore],

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from util.boxes import Box, component_box  # noqa: F401 (component_box: part of this API)
+from util.boxes import Box
 from evaluation.metrics import boundary_accuracy
 
 NUM_CLASSES = 150

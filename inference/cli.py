@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from methods import method_of_model
@@ -13,17 +12,15 @@ from inference.engine import PRECISIONS, check_precision, prepare
 from models.hub import load_pretrained
 from util import image_io
 from util.cli import add_dataclass_flags, dataclass_from_args
-
-
-def default_device() -> str:
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+from util.devices import default_device, parse_device
 
 
 def add_model_flags(parser: argparse.ArgumentParser, default: str = 'lite') -> None:
     parser.add_argument('--model', default=default,
                         help="lite (bundled, default), cascadepsp (the authors' weights, downloaded once), "
                              "or a path: the released 'model' file or a train.py checkpoint")
-    parser.add_argument('--device', default=default_device())
+    parser.add_argument('--device', default=default_device(),
+                        help='cpu, cuda, cuda:N, mps or auto (default: a GPU if this machine has one)')
     parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
                         help='the network\'s arithmetic: bf16/fp16 need a GPU or a CPU with native support '
                              '(AVX512-BF16/AMX), elsewhere they are emulated and very slow')
@@ -39,19 +36,22 @@ def parse_with_model(parser: argparse.ArgumentParser, argv: list[str] | None,
                      help_overrides: dict[str, str] | None = None) -> tuple[argparse.Namespace, nn.Module, Any]:
     """Load the model named by ``--model`` (on ``--device``), add its method's inference flags, parse.
 
-    Returns (arguments, model in eval mode, the method's inference config). Raises
-    :class:`models.checkpoint.CheckpointError` for a model that cannot be loaded; a bad flag value exits
-    through ``parser.error`` as usual.
+    Returns (arguments, with ``device`` as parsed, model in eval mode, the method's inference config). Raises
+    :class:`models.checkpoint.CheckpointError` for a model that cannot be loaded and
+    :class:`util.devices.DeviceError` for a device this machine lacks, before any weights load; a bad flag value
+    exits through ``parser.error`` as usual.
     """
     pre = argparse.ArgumentParser(add_help=False)
     add_model_flags(pre, parser.get_default('model') or 'lite')
     known, _ = pre.parse_known_args(argv)
-    model = prepare(load_pretrained(known.model), known.device, exact=known.exact)
+    device = parse_device(known.device)
+    model = prepare(load_pretrained(known.model), device, exact=known.exact)
     add_dataclass_flags(parser, method_of_model(model).InferConfig)
     for action in parser._actions:  # command-specific wording of a shared flag
         if help_overrides and action.dest in help_overrides:
             action.help = help_overrides[action.dest]
     args = parser.parse_args(argv)
+    args.device = str(device)
     image_io.set_max_pixels(args.max_pixels)
     check_precision(args.precision, args.device)
     try:

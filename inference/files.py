@@ -103,9 +103,13 @@ def refine_directory(refiner: Refiner, folder: str | Path, output: str | Path, m
     for p in problems:
         log.error('%s', p)
 
-    def one(pair: tuple[str, Path, Path]) -> None:
-        name, image, mask = pair
-        refine_file(refiner, image, mask, output / f'{name}.png', opts, output / f'{name}_panel.png' if visualize else None,
-                    output / f'{name}_cutout.png' if cutout else None)
+    def files(pair: tuple[str, Path, Path]) -> tuple[Path, Path | None, Path | None]:
+        name = pair[0]
+        return (output / f'{name}.png', output / f'{name}_panel.png' if visualize else None,
+                output / f'{name}_cutout.png' if cutout else None)
 
-    return run_items(pairs, one, lambda pair: pair[0], RunReport(failures=list(problems)), progress)
+    def one(pair: tuple[str, Path, Path]) -> None:
+        refine_file(refiner, pair[1], pair[2], *files(pair)[:1], opts, *files(pair)[1:])
+
+    return run_items(pairs, one, lambda pair: pair[0], RunReport(failures=list(problems)), progress,
+                     outputs=lambda pair: [p for p in files(pair) if p is not None])

@@ -22,10 +22,11 @@ from dataset.folders import Sample, find_samples, load_sample
 from inference.engine import precision_scope
 from inference.predict import default_config, image_tensors, refine_image
 from inference.visualize import refinement_panel
+from methods import method_of_model
 from methods.base import model_device
 from models.checkpoint import weights_digest
 from util.atomic import ensure_folder, write_image, write_text
-from util.runner import RunReport, run_items
+from util.runner import RunReport, drop_colliding, run_items
 from util.transforms import probability_to_uint8
 
 log = logging.getLogger(__name__)
@@ -96,18 +97,28 @@ def refine_folder(model: nn.Module, input_dir: str | Path, output_dir: str | Pat
     if visualize_dir:
         ensure_folder(visualize_dir)
     check_settings(output, model, cfg, overwrite, precision)
+    cfg = cfg if cfg is not None else default_config(model)
     samples, problems = find_samples(input_dir)
+    keys = method_of_model(model).extra_outputs(cfg)
+    visualize = Path(visualize_dir) if visualize_dir else None
+
+    def files(s: Sample) -> list[Path]:
+        names = [f'{s.name}_{k}.png' for k in ('im', 'seg', 'gt', 'mask')] + [f'{k}_{s.name}_mask.png' for k in keys]
+        return [output / n for n in names] + ([visualize / f'{s.name}_panel.png'] if visualize else [])
     index, count = shard
+    report = RunReport()
+    # Samples whose outputs collide (CRM's 0.5_a_mask.png for sample a, and sample 0.5_a's own mask) are dropped
+    # on every rank alike, before sharding; rank 0 reports them.
+    samples = drop_colliding(samples, lambda s: s.name, files, report if index == 0 else RunReport())
     # Shard the sorted list before looking at the outputs: other ranks are writing them meanwhile.
     samples, problems = samples[index::count], problems if index == 0 else []
-    report = RunReport(failures=list(problems))
+    report.failures += problems
     for p in problems:
         log.error(p)
     todo = [s for s in samples if overwrite or not (output / f'{s.name}_mask.png').is_file()]
     report.skipped = len(samples) - len(todo)
     if report.skipped:
         log.info('%d image(s) already refined in %s (use --overwrite to redo them)', report.skipped, output)
-    visualize = Path(visualize_dir) if visualize_dir else None
     empty_cache = (lambda: torch.cuda.empty_cache()) if clear_cache and torch.cuda.is_available() else None
     with precision_scope(precision, model_device(model)):
         return run_items(todo, lambda s: _refine_sample(model, s, output, cfg, visualize), lambda s: s.name,

@@ -108,13 +108,29 @@ def is_export(path: str | os.PathLike) -> bool:
     return (Path(path) / META).is_file() and all((Path(path) / f'{g}.onnx').is_file() for g in GRAPHS)
 
 
-def cached_export(model: nn.Module, cache: Path) -> Path:
-    """The export of ``model`` under ``cache`` (``onnx/ARCH-DIGEST``), made on first use."""
+def cached_export(model: nn.Module, cache: Path, again: bool = False) -> Path:
+    """The export of ``model`` under ``cache`` (``onnx/ARCH-DIGEST``), made on first use (``again``: made anew,
+    e.g. when a cached file is damaged).
+
+    Each process exports into a temporary folder of its own beside the target and renames it into place, so two
+    processes exporting into one empty cache never touch each other's files: the first rename wins and the
+    other's copy is dropped."""
     folder = cache / 'onnx' / f'{model.arch}-{weights_digest(model)[:16]}'
-    if not is_export(folder):
-        if folder.exists():  # an interrupted export, or one from before a graph was added
-            shutil.rmtree(folder)
-        export_cascade(model, folder)
+    if is_export(folder) and not again:
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.{os.getpid()}-', dir=folder.parent))
+    try:
+        export_cascade(model, tmp)
+        if folder.exists() and (again or not is_export(folder)):  # damaged, or left by an interrupted old export
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not is_export(folder):  # not another process's complete export: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -16,6 +16,7 @@ from inference.predict import image_tensors, refine_image
 from methods import method_of_model
 from models.hub import DEFAULT, cache_dir, load_pretrained
 from util.boxes import masks_from_labels
+from util.devices import parse_device
 from util.transforms import binarize, normalize_image, probability_to_uint8, rgb_tensor
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Refiner:
                              'argument names the model: lite, cascadepsp, crm, or a file)')
         if checkpoint is None and model is None:
             log.info('Refiner: no model named, using the bundled %r', DEFAULT)
-        self.device = torch.device(device)
+        self.device = parse_device(device, 'device')
         check_precision(precision, self.device)
         self.precision = precision
         if backend == 'onnx':
@@ -70,7 +71,12 @@ class Refiner:
         model = model if model is not None else load_pretrained(checkpoint)
         if method_of_model(model).name != 'cascadepsp':
             raise ValueError(f'backend onnx runs the cascade networks (lite, cascadepsp), not {model.arch}')
-        return OnnxCascade(cached_export(model, cache_dir()))
+        folder = cached_export(model, cache_dir())
+        try:
+            return OnnxCascade(folder)
+        except ValueError as e:  # a damaged file in the cache (truncated by a full disk, say): export it again
+            log.warning('%s; exporting %s again', e, folder)
+            return OnnxCascade(cached_export(model, cache_dir(), again=True))
 
     def config(self, fast: bool = False, cfg: Any = None, **settings: Any) -> Any:
         """The method's inference config with ``settings`` (its field names, e.g. ``L``, ``stride``, ``batch``);

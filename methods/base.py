@@ -98,6 +98,9 @@ class Method:
     takes_mask: bool = True             #: refines a given coarse mask (False: segments the image itself, C classes)
     fast_arithmetic: bool = False       #: inference may reorder its networks' arithmetic (inference.engine): only
                                         #: where the reference tolerances were checked to hold with it
+    #: (inference config) -> the keys of :attr:`Refined.extra` that ``refine`` returns with it (each written as
+    #: ``{key}_NAME_mask.png`` by the folder runner, which checks those names against the samples' before work).
+    extra_outputs: Callable[[Any], tuple[str, ...]] = lambda cfg: ()
 
 
 @dataclass

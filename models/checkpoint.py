@@ -161,9 +161,12 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, half: bool = Fals
     state = module.state_dict()
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        torch.save({'model': state, 'arch': getattr(module, 'arch', 'cascadepsp'),
-                    'hparams': dict(getattr(module, 'hparams', {})), **extra}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({'model': state, 'arch': getattr(module, 'arch', 'cascadepsp'),
+                        'hparams': dict(getattr(module, 'hparams', {})), **extra}, tmp)
+    except RuntimeError as e:  # torch.save's own stream errors on a full or failing disk ("basic_ios::clear")
+        raise OSError(f'{path}: could not write the checkpoint ({e}); is the disk full? Nothing was left there') from e
 
 
 def load_imagenet_backbone(model: nn.Module, path: str | os.PathLike) -> nn.Module:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from util.atomic import write_text  # noqa: E402
+from util.atomic import OverwritesInput, check_writable, refuse_overwriting_inputs, write_text  # noqa: E402
 from evaluation.tables import results_table  # noqa: E402
 
 
@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             parser.error(f'{path}: no such results file')
         entries.append((label, path))
+    if args.output:
+        try:
+            refuse_overwriting_inputs({'--output': args.output}, {label: path for label, path in entries})
+            check_writable(args.output, '--output')
+        except (OSError, OverwritesInput) as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
     try:
         table = results_table(entries, args.method)
     except (ValueError, KeyError, TypeError) as e:  # not JSON, or not eval_post.py's results_post.json
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output:
         try:
-            write_text(args.output, table)
+            write_text(args.output, table)  # checked against the inputs above, before any work
         except OSError as e:
             print(f'error: {e}', file=sys.stderr)
             return 2

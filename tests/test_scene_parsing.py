@@ -11,7 +11,8 @@ import pytest
 
 import eval as eval_cli
 import eval_post
-from evaluation.scene_parsing import (SceneScores, all_plus_one, closing_kernel, component_box, component_class,
+from util.boxes import component_box
+from evaluation.scene_parsing import (SceneScores, all_plus_one, closing_kernel, component_class,
                                       format_results, format_stdout, fuse, split_components)
 from scripts import split_scene
 from util.image_io import read_grey

@@ -31,6 +31,7 @@ from training.logger import TrainLogger
 from training.validate import validate
 from util import distributed
 from util.atomic import write_text
+from util.devices import parse_device
 
 log = logging.getLogger('train')
 
@@ -151,7 +152,9 @@ def train(cfg: TrainConfig) -> Path | None:
     method = method_of(cfg.arch)
     recipe = method.recipe(cfg)
     val_cfg = method.InferConfig(**cfg.val_args)
-    device = torch.device(f'cuda:{local_rank}' if cfg.device == 'cuda' and world > 1 else cfg.device)
+    device = parse_device(cfg.device)
+    if device.type == 'cuda' and device.index is None and world > 1:  # each rank its own GPU
+        device = torch.device('cuda', local_rank)
     torch.manual_seed(cfg.seed + rank)  # ranks (and their loader workers) draw different crops
     main_rank = rank == 0
     loader = _build_loader(cfg, recipe, device, rank, world)

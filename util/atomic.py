@@ -95,16 +95,26 @@ def ensure_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_writable(path: str | os.PathLike, what: str = 'output') -> None:
+    """Raise ``OSError`` naming ``path`` unless a file can be written there: not a folder, in a folder that exists
+    or can be made and takes files. Call it before the work that ends in writing ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f'{what} {path}: is a folder; a file is written there, so move the folder away or '
+                                'choose another output')
+    ensure_folder(path.parent if str(path.parent) else '.')
+
+
 def check_output_file(path: str | os.PathLike, what: str = 'output') -> None:
-    """Raise ``OSError`` naming ``path`` unless an image can be written there: a known suffix, not a folder,
-    and a folder that exists or can be made and takes files."""
+    """Raise ``OSError`` naming ``path`` unless an image can be written there: a known suffix, and
+    :func:`check_writable`."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f'{what} {path}: is a folder; give a file name such as {path / "refined.png"}')
     if path.suffix.lower() not in WRITABLE_SUFFIXES:
         raise OSError(f'{what} {path}: unknown image suffix {path.suffix or "(none)"!r}; use one of '
                       f'{", ".join(WRITABLE_SUFFIXES)}')
-    ensure_folder(path.parent if str(path.parent) else '.')
+    check_writable(path, what)
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -122,19 +132,54 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 class OverwritesInput(ValueError):
-    """An output path would replace one of the command's inputs."""
+    """An output path would replace one of the command's inputs, or another output of the same run."""
 
 
-def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None],
+def _same_file_key(path: str | os.PathLike) -> str:
+    """A key equal for two spellings of one file: symbolic links followed, case folded where the file
+    system folds it."""
+    return os.path.normcase(str(Path(path).resolve()))
+
+
+def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None] | list[tuple[str, str | os.PathLike | None]],
                               inputs: dict[str, str | os.PathLike | None]) -> None:
-    """Raise :class:`OverwritesInput`, naming both paths, when an output (file or folder) is one of the inputs.
+    """Raise :class:`OverwritesInput`, naming both paths, when an output (file or folder) is one of the inputs,
+    or when two outputs are the same file (the second would silently replace the first).
 
-    ``outputs`` / ``inputs`` map a role (e.g. ``'--output'``, ``'IMAGE'``) to a path; None is skipped. Call it
-    before any work starts, so that a refused command changes nothing.
+    ``outputs`` maps a role (e.g. ``'--output'``, ``'--visualize'``) to a path, as a dict or as (role, path)
+    pairs; ``inputs`` likewise. None is skipped. Call it before any work starts, so that a refused command
+    changes nothing.
     """
-    known = {Path(p).resolve(): (role, p) for role, p in inputs.items() if p is not None}  # symlinks followed
-    for out_role, out in outputs.items():
-        if out is not None and Path(out).resolve() in known:
-            in_role, inp = known[Path(out).resolve()]
+    known = {_same_file_key(p): (role, p) for role, p in inputs.items() if p is not None}
+    written: dict[str, tuple[str, str | os.PathLike]] = {}
+    for out_role, out in (outputs.items() if isinstance(outputs, dict) else outputs):
+        if out is None:
+            continue
+        key = _same_file_key(out)
+        if key in known:
+            in_role, inp = known[key]
             raise OverwritesInput(f'{out_role} {out} is the input {in_role} {inp}: refusing to write over an '
                                   'input; choose another output')
+        if key in written:
+            other_role, other = written[key]
+            raise OverwritesInput(f'{out_role} {out} and {other_role} {other} are the same file: one output would '
+                                  'replace the other; give each its own name')
+        written[key] = (out_role, out)
+
+
+def colliding_outputs(planned: list[tuple[str, list[str | os.PathLike]]]) -> dict[int, str]:
+    """Items of one run whose output files are another item's (``a``'s panel ``a_panel.png`` and the mask of an
+    image named ``a_panel``; two images named ``0_sat`` in different folders): index -> message naming the
+    file and every item that would write it. ``planned`` lists (item name, its output paths) in run order."""
+    owners: dict[str, list[int]] = {}
+    for index, (_, paths) in enumerate(planned):
+        for key in dict.fromkeys(_same_file_key(p) for p in paths):  # in order: the first clash is named
+            owners.setdefault(key, []).append(index)
+    problems: dict[int, str] = {}
+    for key, indices in owners.items():
+        if len(indices) > 1:
+            names = ', '.join(planned[i][0] for i in indices)
+            for i in indices:
+                problems.setdefault(i, f'its output {key} would also be written by {names}: none of them is '
+                                       'written (rename one of the inputs, or write to another folder)')
+    return problems

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -79,6 +80,8 @@ def drive_candidates(*ids: str) -> tuple[Candidate, ...]:
 
 
 _CHUNK = 1 << 20
+#: A transfer that receives less than this within its timeout is stalled.
+_MIN_PROGRESS = 64 << 10
 
 
 class DownloadError(RuntimeError):
@@ -178,15 +181,28 @@ def fetch(url: str, dest: Path, timeout: float = 60, progress: bool = True) -> P
             total = int(total) + have if total is not None else None
             bar = progressbar.ProgressBar(max_value=total or progressbar.UnknownLength) if progress else None
             with open(part, 'ab' if have else 'wb') as f:
-                done = have
-                while chunk := response.read(_CHUNK):
+                done = mark = have
+                last = time.monotonic()
+                # read1 returns what has arrived: a server that trickles a few bytes at a time cannot hold the
+                # transfer open for ever (the socket's timeout only bounds each wait).
+                while chunk := response.read1(_CHUNK):
                     f.write(chunk)
                     done += len(chunk)
                     bar and bar.update(done)
+                    now = time.monotonic()
+                    if done - mark >= _MIN_PROGRESS:
+                        mark, last = done, now
+                    elif now - last > timeout:
+                        raise DownloadError(f'{url}: stalled: {done - mark} bytes in {now - last:.0f} s (less than '
+                                            f'{_MIN_PROGRESS // 1024} KiB in {timeout:g} s)')
             bar and bar.finish()
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-        reason = getattr(e, 'reason', None) or repr(e)
-        raise DownloadError(f'{url}: {reason} (partial data kept in {part}; run again to continue)') from e
+    except (urllib.error.URLError, http.client.HTTPException, OSError, DownloadError) as e:
+        reason = str(e).removeprefix(f'{url}: ') if isinstance(e, DownloadError) else getattr(e, 'reason', None) or repr(e)
+        kept = part.stat().st_size if part.exists() else 0
+        if kept == 0:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f'{url}: {reason} (nothing received)') from e
+        raise DownloadError(f'{url}: {reason} ({kept} bytes kept in {part}; run again to continue)') from e
     if total is not None and part.stat().st_size != total:
         raise DownloadError(f'{url}: transfer ended at {part.stat().st_size} of {total} bytes '
                             f'(kept in {part}; run again to continue)')

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -13,6 +14,7 @@ from typing import TypeVar
 import progressbar
 import torch
 
+from util.atomic import colliding_outputs
 from util.image_io import ImageReadError
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,29 @@ class RunReport:
                 f'{self.skipped} already done, {len(self.failures)} failed; peak CPU memory (RSS) {cpu_mb:.0f} MiB{gpu}')
 
 
+def drop_colliding(items: Sequence[Item], name: Callable[[Item], str],
+                   outputs: Callable[[Item], list[str | os.PathLike]], report: RunReport) -> list[Item]:
+    """``items`` without those whose planned ``outputs`` are another item's files (:func:`util.atomic.
+    colliding_outputs`); each dropped item is a failure of ``report``, logged by name, before any work."""
+    clashes = colliding_outputs([(name(item), list(outputs(item))) for item in items])
+    for i in sorted(clashes):
+        report.failures.append(f'{name(items[i])}: {clashes[i]}')
+        log.error('%s: %s', name(items[i]), clashes[i])
+    return [item for i, item in enumerate(items) if i not in clashes]
+
+
 def run_items(items: Sequence[Item], process: Callable[[Item], dict[str, float] | None], name: Callable[[Item], str],
               report: RunReport | None = None, progress: bool = True,
-              after: Callable[[], None] | None = None) -> RunReport:
+              after: Callable[[], None] | None = None,
+              outputs: Callable[[Item], list[str | os.PathLike]] | None = None) -> RunReport:
     """Call ``process`` on every item. Any error (an unreadable file, a size mismatch, an allocation that
     fails, ...) is a failure of that item, logged with ``name(item)``; the others go on. ``process`` may return statistics
-    to add up; ``after`` runs after every item (e.g. to free a GPU cache)."""
+    to add up; ``after`` runs after every item (e.g. to free a GPU cache). ``outputs``: the files an item will
+    write; items whose files collide with another item's are failures from the start (:func:`drop_colliding`),
+    so no output of the run replaces another."""
     report = report or RunReport()
+    if outputs is not None:
+        items = drop_colliding(items, name, outputs, report)
     start = time.perf_counter()
     bar = progressbar.ProgressBar(max_value=len(items)) if progress and items else None
     for i, item in enumerate(items):

@@ -2,9 +2,12 @@
 weights of the authors' README command)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from methods.base import Stage, TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class CRMConfig:
         if not scales or any(not 0 < s <= 1 for s in scales):
             raise ValueError(f'scales must be in (0, 1], got {scales}')
         object.__setattr__(self, 'scales', scales)
+        if scales != sorted(scales):
+            log.warning('--scales %s: not in increasing order; CRM refines coarse to fine and its last scale is the '
+                        'output, so it comes out at scale %g', ' '.join(f'{s:g}' for s in scales), scales[-1])
         if self.chunk < 1:
             raise ValueError(f'chunk must be at least 1 query, got {self.chunk}')
         if self.pad < 0:

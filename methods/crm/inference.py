@@ -116,3 +116,9 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: CRM
         if name != 'global':
             extra[name] = prob[..., p:p + h0, p:p + w0]
     return Refined(prob[..., p:p + h0, p:p + w0], extra=extra, stats={'passes': len(steps)})
+
+
+def extra_outputs(cfg: CRMConfig) -> tuple[str, ...]:
+    """The keys of :attr:`Refined.extra` that :func:`refine` returns with ``cfg``: every scale's, as the authors
+    name their files (``0.125``, ...); none in the single-pass mode."""
+    return () if cfg.global_only else tuple(str(float(s)) for s in cfg.scales)

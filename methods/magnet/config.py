@@ -58,6 +58,10 @@ class MagNetConfig:
         if self.smooth_kernel < 1 or self.sub_batch_size < 1:
             raise ValueError(f'--smooth_kernel and --sub_batch_size must be at least 1, got '
                              f'{self.smooth_kernel}, {self.sub_batch_size}')
+        for (w0, h0), (w, h) in zip(self.scales, self.scales[1:]):
+            if w <= w0 or h <= h0:
+                raise ValueError(f'--scales: each scale must be larger than the one before (coarse to fine), got '
+                                 f'{w0}-{h0} then {w}-{h}')
         for w, h in self.scales[1:]:
             if w < self.crop_size[0] or h < self.crop_size[1]:
                 raise ValueError(f'scale {w}-{h} is smaller than the crop {self.crop_size[0]}x{self.crop_size[1]}')
