@@ -14,7 +14,7 @@ from dataset.readers import Pair
 log = logging.getLogger(__name__)
 
 #: The held-out validation split of the bundled model: 100 ECSSD + 200 DUTS-TE pairs, drawn once with
-#: ``numpy.random.default_rng(2026)`` from the pairs of ``shared/data`` (see scripts/make_split.py).
+#: ``numpy.random.default_rng(2026)`` from the pairs of ECSSD and DUTS-TE (see scripts/make_split.py).
 VAL_SPLIT = Path(__file__).resolve().parent / 'splits' / 'val.txt'
 
 

@@ -1,6 +1,6 @@
 """Scene parsing (paper §5, ADE20K): split a label map into per-class components, fuse the refined
 components back into a label map, and score it, exactly as the authors' ``ade_expand_inst.py`` and
-``eval_post_ade.py`` do (``shared/reference/SCENE_PARSING.md``; reproduced to the pixel and to 1e-12).
+``eval_post_ade.py`` do (``tests/reference/scene_parsing.*``; reproduced to the pixel and to 1e-12).
 
 Labels: 0 = void (ground truth only), 1..150 = ADE20K classes. Model outputs in 0..149 need the authors'
 +1 shift first (:func:`all_plus_one`). Quirks kept by default so the numbers stay comparable with the paper:

@@ -1,6 +1,6 @@
 """Deterministic weights for reproducibility tests and benchmarks (no trained weights are needed).
 
-The recipe is the one the reference vectors in ``shared/reference`` were made with: walk the state-dict
+The recipe is the one the reference vectors in ``tests/reference`` were made with: walk the state-dict
 keys in sorted order and draw each tensor from ``numpy.random.RandomState(seed)``.
 """
 from __future__ import annotations

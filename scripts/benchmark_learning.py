@@ -1,7 +1,7 @@
 """Score the bundled (or any) model on the held-out split against the coarse input and a guided filter.
 
-    python scripts/benchmark_learning.py [--data_root ../shared/data] [--model lite previous=FILE ...]
-        [--every 1] [--family ...] [--samples ../shared/samples] [--output output/benchmark_learning]
+    python scripts/benchmark_learning.py [--data_root DATA] [--model lite previous=FILE ...]
+        [--every 1] [--family ...] [--samples samples/cascadepsp] [--output output/benchmark_learning]
         [--settings LABEL='{"scales": [0.5, 1.0]}' ...]
 
 Builds (once, under --work) the families of coarse masks of dataset/coarse_sets.py from the split's
@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.coarse_sets import FAMILIES, write_coarse_folder  # noqa: E402
+from dataset.paths import SAMPLES, data_root  # noqa: E402
 from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
 from dataset.folders import find_samples, load_sample  # noqa: E402
 from evaluation.learning import (best_filter, comparison_markdown, guided_filter_methods,  # noqa: E402
@@ -44,7 +45,7 @@ from util.atomic import write_image, write_text  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data_root', default='../shared/data')
+    parser.add_argument('--data_root', default=data_root(), help='the data root (default: $CASCADEPSP_DATA or data)')
     parser.add_argument('--split', default=str(VAL_SPLIT))
     parser.add_argument('--every', type=int, default=1, help='score every N-th pair of the split')
     parser.add_argument('--family', nargs='+', choices=FAMILIES, default=list(FAMILIES))
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--settings', action='append', default=[], metavar='LABEL=JSON',
                         help='inference settings of the model labelled LABEL, e.g. crm2=\'{"scales": [0.5, 1.0]}\' '
                              '(the same file may appear under several labels with different settings)')
-    parser.add_argument('--samples', default='../shared/samples', help="folder with the H36M frames ('' to skip)")
+    parser.add_argument('--samples', default=str(SAMPLES), help="folder with the H36M frames ('' to skip)")
     parser.add_argument('--work', default='data/benchmark_learning', help='where the coarse folders are built')
     parser.add_argument('--output', default='output/benchmark_learning')
     parser.add_argument('--threads', type=int, default=0)

@@ -1,9 +1,9 @@
 """This project against the authors' pip package (``segmentation-refinement`` 0.6), side by side on the CPU.
 
     pip install --no-deps segmentation-refinement==0.6        # the peer (torchvision is stood in for here)
-    python scripts/benchmark_peer.py [--pairs 3] [--threads 2] [--case h36m_fast ...] [--samples ../shared/samples]
+    python scripts/benchmark_peer.py [--pairs 3] [--threads 2] [--case h36m_fast ...] [--samples samples/cascadepsp]
 
-Both sides get the same seeded released-architecture weights (``../shared/reference/README.md``), the same image
+Both sides get the same seeded released-architecture weights (``tests/reference/README.md``), the same image
 and mask and the same thread count. Every run is a fresh process that loads the model, then times one
 ``refine`` call; runs alternate package, project, package, project, ... (``--pairs`` pairs per case). Prints,
 per case, the median seconds of each side, the median of the per-pair ratios (project / package), peak RSS,
@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: name -> (image, mask, scale of the image, fast, L): the cases of issue 18's table.
+SAMPLES = ROOT / 'samples' / 'cascadepsp'  # dataset.paths.SAMPLES; the package side runs without this tree's imports
+#: name -> (image, mask, scale of the image, fast, L): the cases of the performance table.
 CASES = {
     'h36m_fast': ('H36M_test_im1.jpg', 'H36M_test_mask1.jpg', 1.0, True, 900),
     'fig1_fast': ('aeroplane.jpg', 'aeroplane.png', 1.0, True, 900),
@@ -150,7 +151,7 @@ def main() -> int:
     parser.add_argument('--case', nargs='*', choices=sorted(CASES), default=list(CASES))
     parser.add_argument('--lite_pairs', type=int, default=3, help='pairs for the lite table (0: none)')
     parser.add_argument('--no_context', action='store_true', help='skip the one-off exact, research and lite runs')
-    parser.add_argument('--samples', default=str(ROOT.parent / 'shared' / 'samples'))
+    parser.add_argument('--samples', default=str(SAMPLES))
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -1,13 +1,13 @@
 """Benchmark the refinement of the paper's Figure 1 image (3492 x 2328) at L=900.
 
     python scripts/benchmark_refine.py [--model lite|cascadepsp|seeded|PATH] [--L 900] [--batch 1]
-        [--image ../shared/samples/aeroplane.jpg] [--device cuda|cpu] [--mode both|global_only|global_local|object]
+        [--image samples/cascadepsp/aeroplane.jpg] [--device cuda|cpu] [--mode both|global_only|global_local|object]
     python scripts/benchmark_refine.py --mode forward896 --model lite seeded     # one cascade pass, 896 x 896
     python scripts/benchmark_refine.py --model seeded --precision bf16 --device cuda   # + agreement with fp32
     python scripts/benchmark_refine.py --backend onnx --model lite                     # ONNX Runtime (exported once)
 
 ``--model`` defaults to the bundled lite weights; ``seeded`` is the authors' architecture with the seeded
-weights of shared/reference/README.md (its timing does not depend on the values, only the number of crops
+weights of tests/reference/README.md (its timing does not depend on the values, only the number of crops
 run does). Prints, per mode: wall time, local crops run, peak CPU memory (RSS of a fresh process) and peak
 GPU memory. Each mode runs in its own process so the memory peaks are separate. ``object`` refines one
 object (the mask inside a 600 x 600 box at its top-left) with Refiner.refine_objects, to compare with the
@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from dataset.paths import SAMPLES  # noqa: E402
 
 
 def _model(name: str):
@@ -105,9 +106,8 @@ def run_one(args: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    shared = ROOT.parent / 'shared' / 'samples'
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--image', default=str(shared / 'aeroplane.jpg'))
+    parser.add_argument('--image', default=str(SAMPLES / 'aeroplane.jpg'))
     parser.add_argument('--mask', default=None, help='default: the image path with .png')
     parser.add_argument('--L', type=int, default=900)
     parser.add_argument('--stride', type=int, default=None, help="default: the architecture's (CascadeConfig.stride)")

@@ -1,7 +1,7 @@
 """Write an evaluation folder (BIG layout: NAME_im / NAME_seg / NAME_gt) of coarse masks made from the
 ground truths of a split (dataset/coarse_sets.py). With several families, names get a FAMILY_ prefix.
 
-    python scripts/make_coarse_set.py --data_root ../shared/data --family lowres perturbed --every 6 \
+    python scripts/make_coarse_set.py --data_root DATA --family lowres perturbed --every 6 \
         --output data/val_mixed
 """
 from __future__ import annotations

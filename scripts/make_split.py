@@ -1,6 +1,6 @@
 """Draw a held-out split (run once; the result is committed as dataset/splits/val.txt).
 
-    python scripts/make_split.py --data_root ../shared/data --take ecssd=100 DUTS-TE=200 --seed 2026 \
+    python scripts/make_split.py --data_root DATA --take ecssd=100 DUTS-TE=200 --seed 2026 \
         --output dataset/splits/val.txt
 """
 from __future__ import annotations

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dataset.paths import data_root  # noqa: E402
 from methods.cascadepsp.arbiter_recipe import train_arbiter  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
 from models.hub import resolve_weights  # noqa: E402
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--model', default='lite',
                         help='the network (a name or checkpoint; an arbiter it has is replaced)')
     parser.add_argument('--output', required=True, help='checkpoint to write: the network with its new arbiter')
-    parser.add_argument('--data_root', default='../shared/data')
+    parser.add_argument('--data_root', default=data_root(), help='the data root (default: $CASCADEPSP_DATA or data)')
     parser.add_argument('--sources', nargs='+', default=['ecssd', 'DUTS-TE'])
     parser.add_argument('--images', type=int, default=1000)
     parser.add_argument('--samples', type=int, default=3000, help='band pixels per image')

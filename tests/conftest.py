@@ -1,7 +1,7 @@
-"""Shared fixtures. Reference vectors live in ../shared (next to the checkout, as on CI).
-
-Tests that need them skip with a message when the folder is absent; set CASCADEPSP_SHARED to use
-another location.
+"""Shared fixtures. The reference vectors (``tests/reference``) and the sample photos (``samples/cascadepsp``) are
+in the repository, so the tests against the authors' outputs always run. Only the training images come from
+outside: ``$CASCADEPSP_SHARED/data`` (default ``../shared/data``); the few tests that read them skip, saying
+so, when that folder is absent.
 """
 from __future__ import annotations
 
@@ -23,19 +23,20 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f'{path} not found: the reference material of ../shared is absent '
-                    '(set CASCADEPSP_SHARED to its location)')
+        pytest.skip(f'{path} not found: the training images are absent (set CASCADEPSP_SHARED to the folder '
+                    'holding data/)')
     return path
 
 
 @pytest.fixture(scope='session')
 def reference_dir() -> Path:
-    return _need(SHARED / 'reference')
+    return ROOT / 'tests' / 'reference'
 
 
 @pytest.fixture(scope='session')
 def samples_dir() -> Path:
-    return _need(SHARED / 'samples')
+    return ROOT / 'samples' / 'cascadepsp'
+
 
 
 @pytest.fixture(scope='session')

@@ -1,5 +1,5 @@
 """Scene parsing (paper §5): split, boxes, fusion and metrics against the authors' outputs
-(shared/reference/scene_parsing.*), and the three command lines end to end."""
+(tests/reference/scene_parsing.*), and the three command lines end to end."""
 from __future__ import annotations
 
 import json

@@ -7,7 +7,7 @@ cores), so the refinement networks' decoders, whose wide 3x3 convolutions at str
 work, cannot get faster by scheduling. Winograd's transform does fewer multiplications for the same result:
 2.5-3x faster on CascadePSP's decoder shapes. It is not exact: outputs differ from a direct convolution by
 about 1e-4 of their scale (a direct float32 convolution: about 3e-5), well inside the reference tolerances of
-``../shared/reference/README.md``. Only the shapes that gain run it: 3x3, stride 1, undilated, same-size
+``tests/reference/README.md``. Only the shapes that gain run it: 3x3, stride 1, undilated, same-size
 padding, at least :data:`MIN_CHANNELS` input x output channels (dilated ones, split into d x d undilated
 grids, measured slower at the stride-8 sizes).
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from dataset.degrade import FAMILY_NAMES, degrade
+from dataset.paths import data_root as default_data_root
 from dataset.readers import Pair, training_pairs
 from dataset.segmenter_masks import SEGMENTER, segmenter_mask, with_segmenter_masks
 from dataset.splits import VAL_SPLIT, exclude_split
@@ -118,7 +119,7 @@ def fit(arbiter: Arbiter, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, e
     return losses
 
 
-def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../shared/data',
+def train_arbiter(load: str | Path, output: str | Path, data_root: str | None = None,
                   sources: list[str] | None = None, images: int = 1000, samples: int = 3000, epochs: int = 8,
                   hidden: int = 64, seed: int = 1, threads: int = 0, half: bool = False, evidence: bool = False,
                   post_radius: float = 0.0, families: dict[str, float] | None = None) -> Path:
@@ -142,6 +143,7 @@ def train_arbiter(load: str | Path, output: str | Path, data_root: str = '../sha
     if not hasattr(model, 'set_arbiter'):
         raise ValueError(f'{load}: the {getattr(model, "arch", "?")} architecture takes no arbiter')
     model.set_arbiter(None)  # the arbiter learns from the network's own outputs
+    data_root = data_root or default_data_root()
     pairs = exclude_split(training_pairs(data_root, sources or ['ecssd', 'DUTS-TE']), VAL_SPLIT)
     items = assign(pairs, images, families, rng)
     arbiter = Arbiter(hidden=hidden, evidence=evidence, post_radius=post_radius)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dataset.paths import data_root
 from methods.base import Stage, TrainConfig
 
 
@@ -97,12 +98,12 @@ def _arbiter_stage(values: dict) -> Path:
 
 
 #: The CPU recipe of the bundled ``lite`` weights (see docs/cascadepsp.md): shared flags, then the stages.
-_LITE_CPU = dict(arch='lite', data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], device='cpu',
+_LITE_CPU = dict(arch='lite', data_root=data_root(), sources=['ecssd', 'DUTS-TE'], device='cpu',
                  batch_size=8, crop_size=192, schedule='cosine', workers=1, log_interval=50)
 
 # Half of the arbiter's training masks are near-right (x3-x5 low-resolution, `lowres_near`): with the default
 # mix alone (one in eight), it moved x4 boundaries that were right (docs/cascadepsp.md, experiment 6).
-_ARBITER = dict(data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], images=1200, samples=3000, epochs=8,
+_ARBITER = dict(data_root=data_root(), sources=['ecssd', 'DUTS-TE'], images=1200, samples=3000, epochs=8,
                 hidden=64, seed=1, half=True, evidence=True, post_radius=0.5,
                 families={'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from dataset.paths import data_root
 from methods.base import Stage, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ PRESETS: dict[str, tuple[Stage, ...]] = {
     'crm_compact': (
         Stage('stage1', dict(arch='crm', arch_args={'encoder': 'compact', 'fusion_widths': [32, 32, 64],
                                                     'feat_channels': 64, 'mlp_hidden': [32, 32, 32]},
-                             data_root='../shared/data', sources=['ecssd', 'DUTS-TE'], device='cpu', threads=1,
+                             data_root=data_root(), sources=['ecssd', 'DUTS-TE'], device='cpu', threads=1,
                              workers=1, batch_size=8, crop_size=160, iterations=2200, schedule='cosine', warmup=100,
                              lr=1e-3, degradation='mix', save_interval=100, log_interval=50)),
     ),

@@ -1,7 +1,7 @@
 """CRM's inference (the authors' ``test.py``): a coarse-to-fine loop over input scales, each step decoding
 the mask at every full-resolution pixel, its result the next step's input mask.
 
-Per image (``../shared/reference/CRM.md`` §4-§5), with H x W the reflect-padded size:
+Per image (docs/crm.md), with H x W the reflect-padded size:
   1. the image and the current mask are resized (bilinear, align_corners=True, no antialiasing, always from
      the full-resolution padded tensors) to (round(H s), round(W s)), Python's round (half to even);
   2. features once per scale; queries: every padded full-resolution pixel, ``chunk`` at a time;

@@ -1,7 +1,7 @@
 """CRM's network (Shen et al., CVPR 2022): an encoder and an implicit decoder queried at any coordinate.
 
 Module names follow the authors' released checkpoint (``feats``, ``aspp_``, ``imnet.layers``), so its state
-dict loads without key mapping. Details (see ``../shared/reference/CRM.md`` §2):
+dict loads without key mapping. Details (see docs/crm.md):
 
 * encoder ``resnet50``: the authors' dilated ResNet-50 on the 4-channel input (RGB + mask), returning x_1
   (stem after BN+ReLU, stride 2, 64 ch), x_2 (layer1, stride 4, 256 ch) and x_3 (layer3, stride 8, 1024 ch).

@@ -1,4 +1,4 @@
-"""CRM against the authors' outputs (``../shared/reference/crm.*``, CRM.md §11 tolerances): coordinates,
+"""CRM against the authors' outputs (``tests/reference/crm.*`` and the tolerances crm.json records): coordinates,
 padding, chunked forward passes with feature reuse, the multi-scale loop through eval.py and eval_post.py,
 the loss, and the released layout."""
 from __future__ import annotations

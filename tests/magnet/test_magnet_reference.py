@@ -1,4 +1,4 @@
-"""MagNet against the authors' outputs (``../shared/reference/magnet.*``, MAGNET.md §11 tolerances): every module's
+"""MagNet against the authors' outputs (``tests/reference/magnet.*`` and the tolerances magnet.json records): every module's
 forward, the helpers and ``roi_align``, the data, the metrics, the OHEM loss and a training step, both scaled-down
 pipelines stage by stage (with the stored points injected, and without), and the command line."""
 from __future__ import annotations
