@@ -7,9 +7,9 @@ from typing import Any
 
 import torch.nn as nn
 
-from methods import method_of_model
+from methods import METHODS, method_of, method_of_model
 from inference.engine import PRECISIONS, check_precision, prepare
-from models.hub import load_pretrained
+from models.hub import MAGNET_SYSTEMS, NAMED_ARCHS, load_pretrained
 from util import image_io
 from util.cli import add_dataclass_flags, dataclass_from_args
 from util.devices import default_device, parse_device
@@ -43,7 +43,13 @@ def parse_with_model(parser: argparse.ArgumentParser, argv: list[str] | None,
     """
     pre = argparse.ArgumentParser(add_help=False)
     add_model_flags(pre, parser.get_default('model') or 'lite')
-    known, _ = pre.parse_known_args(argv)
+    known, rest = pre.parse_known_args(argv)
+    if '-h' in rest or '--help' in rest:  # help needs the method's flags, not its weights (nor a download)
+        arch = NAMED_ARCHS.get(known.model)
+        method = METHODS['magnet'] if known.model in MAGNET_SYSTEMS else \
+            method_of(arch) if arch else method_of_model(load_pretrained(known.model))
+        add_dataclass_flags(parser, method.InferConfig)
+        parser.parse_args(argv)  # prints the help and exits
     device = parse_device(known.device)
     model = prepare(load_pretrained(known.model), device, exact=known.exact)
     add_dataclass_flags(parser, method_of_model(model).InferConfig)

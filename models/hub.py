@@ -62,6 +62,8 @@ MAGNET_SYSTEMS = {
 #: Weights downloaded into the cache on first use: name -> source of :data:`WEIGHT_SOURCES`.
 DOWNLOADED = {'cascadepsp': 'model', 'cascadepsp_paper': 'model_paper', 'crm': 'crm',
               **{name: name for name in MAGNET_FILES}}
+#: The architecture of each named model (what ``-h`` needs to list its method's flags without loading it).
+NAMED_ARCHS = {'lite': 'lite', 'cascadepsp': 'cascadepsp', 'cascadepsp_paper': 'cascadepsp', 'crm': 'crm'}
 #: The model used when none is named.
 DEFAULT = 'lite'
 
