@@ -32,6 +32,7 @@ from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
 from util import distributed
 from util.atomic import OverwritesInput, refuse_overwriting_inputs
+from util.malloc import keep_freed_memory
 from util.runner import RunReport
 
 
@@ -64,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             model.to(f'cuda:{local_rank}')
         refuse_overwriting_inputs({'--output': args.output, '--visualize': args.visualize}, {'--dir': args.dir})
         if args.ade:
-            with precision_scope(args.precision, args.device):
+            with keep_freed_memory(), precision_scope(args.precision, args.device):
                 ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
         else:
-            report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite, clear_cache=args.clear,
-                                   visualize_dir=args.visualize, shard=(rank, world), progress=rank == 0,
-                                   precision=args.precision)
+            with keep_freed_memory():  # a command line owns its process (util.malloc)
+                report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite,
+                                       clear_cache=args.clear, visualize_dir=args.visualize, shard=(rank, world),
+                                       progress=rank == 0, precision=args.precision)
     except (CheckpointError, OverwritesInput, SettingsMismatch, OSError, ValueError) as e:
         log.error('%s', e)
         distributed.cleanup()

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error('%s', e)
         return 2
     opts = RefineOptions(binary=args.binary, resize_mask=args.resize_mask, instances=args.instances, cfg=cfg)
-    refiner = Refiner(model=model, device=args.device, precision=args.precision, exact=args.exact)
+    # A command line owns its process: it keeps freed memory for the whole run (util.malloc).
+    refiner = Refiner(model=model, device=args.device, precision=args.precision, exact=args.exact,
+                      keep_freed_memory=True)
     if args.dir:
         report = refine_directory(refiner, args.dir, args.output, args.mask_suffix, opts,
                                   bool(args.visualize), bool(args.cutout))

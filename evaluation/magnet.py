@@ -39,6 +39,7 @@ from util.atomic import OverwritesInput, ensure_folder, refuse_overwriting_input
 from util.cli import add_dataclass_flags, dataclass_from_args
 from util.devices import parse_device
 from util.image_io import ImageReadError, read_rgb
+from util.malloc import keep_freed_memory
 from util.runner import run_items
 
 log = logging.getLogger('eval')
@@ -144,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return result.stats
 
     # Two images of one stem (data/0_sat.png, data/b/0_sat.png) would write the same NAME_pred.png: both refused.
-    report = run_items(items, process, lambda item: str(item.image),
-                       outputs=lambda item: list(prediction_files(item).values()))
+    with keep_freed_memory():  # a command line owns its process (util.malloc)
+        report = run_items(items, process, lambda item: str(item.image),
+                           outputs=lambda item: list(prediction_files(item).values()))
     results = {'dataset': spec.name, 'images': report.done, 'scored_images': len(scored),
                'failures': report.failures, 'settings': vars(args), 'label_pixels_of_unknown_id_or_colour': unknown}
     print('-------SUMMARY-------')

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from methods import method_of_model
+from methods.base import model_device
 from util.fastconv import speed_up
 
 #: ``--precision`` values and their dtypes (None: float32, no autocast).
@@ -29,13 +30,19 @@ def prepare(model: nn.Module, device: str | torch.device, exact: bool = False) -
     """Move ``model`` to ``device`` in eval mode, with the reordered arithmetic unless ``exact`` or its method
     does not allow it (:attr:`methods.base.Method.fast_arithmetic`: CascadePSP's networks; CRM's and MagNet's
     reference bounds, down to 1e-5 on MagNet's refinement logits, are tighter than Winograd's rounding).
-    Returns the same module."""
-    model.to(device).eval()
+    Idempotent: a model already prepared for the same device and arithmetic is returned as it is (the command lines
+    prepare it, then hand it to a :class:`inference.Refiner`). Returns the same module."""
+    device = torch.device(device)
     exact = exact or not method_of_model(model).fast_arithmetic
-    for m in model.modules():
-        if hasattr(type(m), 'exact'):
+    if model.__dict__.get('_prepared_for') == (str(device), exact) and model_device(model) == device:
+        return model
+    model.to(device).eval()
+    for m in model.modules():  # the project's own modules only: their ``exact`` switch is documented here
+        if type(m).__module__.startswith('models.') and hasattr(type(m), 'exact'):
             m.exact = exact
-    speed_up(model, enable=not exact, winograd=torch.device(device).type == 'cpu')
+    cpu = device.type == 'cpu'
+    speed_up(model, enable=not exact, winograd=cpu, pointwise=cpu)
+    model.__dict__['_prepared_for'] = (str(device), exact)
     return model
 
 

@@ -16,7 +16,7 @@ not a graph: its weights go into ``arbiter.pt`` and it runs in PyTorch. ``onnx``
 ``onnxruntime`` (to run) are optional extras::
 
     pip install onnx onnxscript onnxruntime
-    python scripts/export_onnx.py lite exports/lite
+    python -m scripts.export_onnx lite exports/lite
     refiner = Refiner('exports/lite', backend='onnx')   # or Refiner('lite', backend='onnx'): exported once, cached
 """
 from __future__ import annotations

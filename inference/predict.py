@@ -13,10 +13,12 @@ from methods import Refined, method_of_model
 from util.malloc import keep_freed_memory
 from util.transforms import mask_tensor, rgb_tensor  # noqa: F401 (mask_tensor: re-exported)
 
-#: Whether :func:`refine_image` keeps freed memory in the process while it runs (:mod:`util.malloc`; on glibc,
-#: CascadePSP on the CPU took about a quarter less time for a 20-35% higher peak RSS in scripts/benchmark_peer.py).
-#: ``SEGREFINE_KEEP_FREED_MEMORY=0`` in the environment turns it off; assign to change it at run time.
-KEEP_FREED_MEMORY = os.environ.get('SEGREFINE_KEEP_FREED_MEMORY', '1') != '0'
+#: Whether :func:`refine_image` keeps freed memory in the process while it runs, when its caller does not say
+#: (:mod:`util.malloc`; on glibc, CascadePSP on the CPU took about a quarter less time for a 20-35% higher peak
+#: RSS, scripts/benchmark_peer.py). Off for library callers: glibc's setting is process-wide, so it would change
+#: what other threads see mid-call. The command lines turn it on for their whole run, and
+#: ``SEGREFINE_KEEP_FREED_MEMORY=1`` in the environment turns it on here.
+KEEP_FREED_MEMORY = os.environ.get('SEGREFINE_KEEP_FREED_MEMORY', '0') == '1'
 
 
 def image_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,9 +34,9 @@ def default_config(model: nn.Module, **overrides: Any) -> Any:
 
 
 @torch.inference_mode()
-def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Any = None) -> Refined:
-    """Refine with ``model``'s method (:data:`methods.METHODS`), keeping freed memory in the process while it
-    runs unless :data:`KEEP_FREED_MEMORY` is off.
+def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Any = None,
+                 keep_freed: bool | None = None) -> Refined:
+    """Refine with ``model``'s method (:data:`methods.METHODS`).
 
     Args:
         model: a registered network in eval mode, on any device.
@@ -42,12 +44,14 @@ def refine_image(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cf
             aggregation device (normally the CPU).
         coarse: B x 1 x H x W coarse masks in [0, 1], same device.
         cfg: the method's inference config (default: its defaults).
+        keep_freed: keep freed memory in the process while it runs (:func:`util.malloc.keep_freed_memory`,
+            process-wide on glibc; default :data:`KEEP_FREED_MEMORY`, off unless the environment turns it on).
 
     Returns:
         :class:`methods.Refined` (probabilities B x C x H x W in [0, 1], named extras, stats).
     """
     method = method_of_model(model)
-    with keep_freed_memory(KEEP_FREED_MEMORY):
+    with keep_freed_memory(KEEP_FREED_MEMORY if keep_freed is None else keep_freed):
         refined = method.refine(model, image, coarse, cfg if cfg is not None else method.InferConfig())
     if refined.probs.dtype != torch.float32:  # a reduced --precision: outputs are float32 whatever ran
         refined.probs = refined.probs.float()

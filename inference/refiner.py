@@ -2,8 +2,10 @@
 post-processing; the method's inference runs in between)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,11 +14,13 @@ import torch.nn as nn
 
 from inference.engine import check_precision, precision_scope, prepare
 from inference.objects import refine_objects
+from inference import predict
 from inference.predict import image_tensors, refine_image
 from methods import method_of_model
 from models.hub import DEFAULT, cache_dir, load_pretrained
 from util.boxes import masks_from_labels
 from util.devices import parse_device
+from util.malloc import keep_freed_memory
 from util.transforms import binarize, normalize_image, probability_to_uint8, rgb_tensor
 
 log = logging.getLogger(__name__)
@@ -34,14 +38,16 @@ class Refiner:
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, device: str | torch.device = 'cpu',
                  model: nn.Module | None = None, precision: str = 'fp32', exact: bool = False,
-                 backend: str = 'torch') -> None:
+                 backend: str = 'torch', keep_freed_memory: bool | None = None) -> None:
         """Load ``checkpoint``: a name (``lite``, the default, bundled; ``cascadepsp``, the authors' release)
         or a path (the released ``model`` file or a ``train.py`` checkpoint); or use an already built ``model``.
 
         ``precision``: fp32, bf16 or fp16 (autocast). ``exact``: the authors' arithmetic operation for operation
         instead of the same function computed cheaper (see :mod:`inference.engine`). ``backend``: ``torch``, or
         ``onnx`` for the cascade networks on ONNX Runtime (CPU; :mod:`inference.onnx_backend`): ``checkpoint`` is
-        then an export folder, or a model that is exported once into the cache.
+        then an export folder, or a model that is exported once into the cache. ``keep_freed_memory``: keep freed
+        memory in the process during each call (faster on glibc, for a higher peak; process-wide, so it is
+        off unless asked for: see :data:`inference.predict.KEEP_FREED_MEMORY`, the default when None).
         """
         if checkpoint is not None and model is not None:
             raise ValueError('give a checkpoint or a model, not both')
@@ -60,8 +66,15 @@ class Refiner:
             model = self._onnx(checkpoint, model)
         elif backend != 'torch':
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.keep_freed_memory = predict.KEEP_FREED_MEMORY if keep_freed_memory is None else keep_freed_memory
         self.model = prepare(model if model is not None else load_pretrained(checkpoint), self.device, exact)
         self.method = method_of_model(self.model)
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """The scope of one call: the precision, and the allocator setting chosen at construction."""
+        with keep_freed_memory(self.keep_freed_memory), precision_scope(self.precision, self.device):
+            yield
 
     @staticmethod
     def _onnx(checkpoint: str | os.PathLike | None, model: nn.Module | None) -> nn.Module:
@@ -115,7 +128,7 @@ class Refiner:
         image, mask = self._validate(image, mask)
         if mask.max(initial=0) == 1:  # {0, 1} labels, as the command line and refine_objects read them
             mask = mask * np.uint8(255)
-        with precision_scope(self.precision, self.device):
+        with self._running():
             refined = refine_image(self.model, *image_tensors(image, binarize(mask)), self.config(fast, cfg, **settings))
         return probability_to_uint8(refined.probs[0, 0])
 
@@ -126,7 +139,7 @@ class Refiner:
             raise ValueError(f'{self.method.name} refines a coarse mask: use Refiner.refine(image, mask)')
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f'image must be an H x W x 3 uint8 RGB array, got {getattr(image, "shape", type(image))}')
-        with precision_scope(self.precision, self.device):
+        with self._running():
             refined = refine_image(self.model, rgb_tensor(image).to(self.device), None,
                                    self.config(False, cfg, **settings))
         return (refined.probs.argmax(1)[0].to(torch.uint8).cpu().numpy(),
@@ -154,7 +167,7 @@ class Refiner:
                   for m in map(np.asarray, masks)]
         for m in binary:
             self._validate(image, m.astype(np.uint8))
-        with precision_scope(self.precision, self.device):
+        with self._running():
             probs = refine_objects(self.model, normalize_image(image), binary, self.config(fast, cfg, **settings))
         return [p.numpy().astype(np.float32) for p in probs]
 

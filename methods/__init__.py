@@ -30,9 +30,14 @@ def method_of(arch: str) -> Method:
 
 
 def method_of_model(model: nn.Module) -> Method:
-    """The method of a built network (its ``arch`` attribute, as every registered architecture has)."""
+    """The method of a built network (its ``arch`` attribute, as every registered architecture has). Raises
+    ValueError for a network without one: which procedure to run is never guessed."""
     module = model.module if hasattr(model, 'module') else model
-    return method_of(getattr(module, 'arch', 'cascadepsp'))
+    arch = getattr(module, 'arch', None)
+    if arch is None:
+        raise ValueError(f'{type(module).__name__} has no arch attribute: build networks with models.registry '
+                         '(or load them with models.hub / models.checkpoint) so that their method is known')
+    return method_of(arch)
 
 
 __all__ = ['METHODS', 'Method', 'Recipe', 'Refined', 'Stage', 'TrainConfig', 'method_of', 'method_of_model']

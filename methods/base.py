@@ -59,6 +59,8 @@ class Recipe:
       ``--data_root`` (MagNet reads the authors' datalist); None: those folders.
     * ``not_trained``: parameter-name prefixes of parts a ``--load`` file may hold that this training neither
       builds nor trains (CascadePSP's arbiter, fitted after the network on its outputs): left out of the load.
+    * ``single_process``: None, or the setting (as its flag) that makes a step unable to run under several
+      processes (CascadePSP's ``--local_pass``: two forward passes before one backward, which DDP refuses).
     """
     dataset: Callable[[list], Dataset]
     to_device: Callable[[Batch, torch.device], Batch]
@@ -69,6 +71,7 @@ class Recipe:
     size: Callable[[Batch], int] = lambda batch: len(batch[0])
     pairs: Callable[[], list] | None = None
     not_trained: tuple[str, ...] = ()
+    single_process: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The authors' all_plus_one.py: shift scene-parser outputs from 0..149 to ADE labels 1..150 (255 -> 0, void).
 
-    python scripts/ade_plus_one.py --input PRED_DIR --output SEG_DIR
+    python -m scripts.ade_plus_one --input PRED_DIR --output SEG_DIR
 
 Needed for models (RefineNet, EncNet, PSPNet on ADE20K) whose label maps number the 150 classes from 0;
 ground truths and already-shifted maps must not be shifted again.
@@ -11,10 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.scene_parsing import all_plus_one  # noqa: E402
-from util.atomic import OverwritesInput, refuse_overwriting_inputs, write_image  # noqa: E402
-from util.image_io import ImageReadError, read_labels  # noqa: E402
+from evaluation.scene_parsing import all_plus_one
+from util.atomic import OverwritesInput, refuse_overwriting_inputs, write_image
+from util.image_io import ImageReadError, read_labels
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Score the bundled (or any) model on the held-out split against the coarse input and a guided filter.
 
-    python scripts/benchmark_learning.py [--data_root DATA] [--model lite previous=FILE ...]
+    python -m scripts.benchmark_learning [--data_root DATA] [--model lite previous=FILE ...]
         [--every 1] [--family ...] [--samples samples/cascadepsp] [--output output/benchmark_learning]
         [--settings LABEL='{"scales": [0.5, 1.0]}' ...]
 
@@ -29,18 +29,17 @@ from pathlib import Path
 import progressbar
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataset.coarse_sets import FAMILIES, write_coarse_folder  # noqa: E402
-from dataset.paths import SAMPLES, data_root  # noqa: E402
-from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
-from dataset.folders import find_samples, load_sample  # noqa: E402
-from evaluation.learning import (best_filter, comparison_markdown, guided_filter_methods,  # noqa: E402
+from dataset.coarse_sets import FAMILIES, write_coarse_folder
+from dataset.paths import SAMPLES, data_root
+from dataset.splits import VAL_SPLIT, split_pairs
+from dataset.folders import find_samples, load_sample
+from evaluation.learning import (best_filter, comparison_markdown, guided_filter_methods,
                                 losses_markdown, matting_methods, model_method, results_markdown, score_against_reference,
                                 score_folder, worst_losses)
-from inference.visualize import comparison_panel  # noqa: E402
-from inference.predict import default_config  # noqa: E402
-from models.hub import load_pretrained, resolve_weights  # noqa: E402
-from util.atomic import write_image, write_text  # noqa: E402
+from inference.visualize import comparison_panel
+from inference.predict import default_config
+from models.hub import load_pretrained, resolve_weights
+from util.atomic import write_image, write_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Time and peak memory of MagNet's progressive inference through eval.py --method magnet, as a user runs it,
 on a synthetic image with seeded weights in the released layouts (no dataset or weights needed).
 
-    python scripts/benchmark_magnet.py [--setting deepglobe|cityscapes] [--fast] [--device cpu|cuda]
+    python -m scripts.benchmark_magnet [--setting deepglobe|cityscapes] [--fast] [--device cpu|cuda]
 
 deepglobe: 2448 x 2448, ResNet-50 FPN, scales 612/1224/2448, crops 612 -> 508, one refinement module;
 cityscapes: 2048 x 1024, HRNet-W18-Small-v2 + OCR, scales 256x128 .. 2048x1024, three modules. Each run is a
@@ -61,7 +61,6 @@ def main() -> int:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--child', help=argparse.SUPPRESS)  # eval.py's arguments, JSON
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     if args.child:  # one measured run, in its own process
         import torch
         import eval as eval_cli
@@ -74,7 +73,8 @@ def main() -> int:
     setting = SETTINGS[args.setting]
     with tempfile.TemporaryDirectory() as tmp:
         argv = _prepare(Path(tmp), setting) + setting['fast' if args.fast else 'magnet'] + ['--device', args.device]
-        proc = subprocess.run([sys.executable, __file__, '--child', json.dumps(argv)], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, '-m', 'scripts.benchmark_magnet', '--child', json.dumps(argv)],
+                              capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
     if proc.returncode or not lines:
         print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)

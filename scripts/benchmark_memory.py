@@ -1,6 +1,6 @@
 """Peak memory of refine.py on a large synthetic image, as a user runs it (read, refine, write).
 
-    python scripts/benchmark_memory.py [--size 12000 8000] [--model lite] [--fast] [--work /tmp/big]
+    python -m scripts.benchmark_memory [--size 12000 8000] [--model lite] [--fast] [--work /tmp/big]
 
 Writes a synthetic photo (smooth colour gradients and a textured object) and its coarse mask (the object's
 ellipse, shifted) as PNG once, then runs refine.py's main in a fresh process per setting and prints the wall
@@ -43,7 +43,6 @@ def main() -> int:
     parser.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:  # one measured run, in its own process
-        sys.path.insert(0, str(ROOT))
         import refine as refine_cli
         start = time.perf_counter()
         code = refine_cli.main([args.child[0], args.child[1], '-o', args.child[2], '--model', args.model, *(['--fast'] if args.fast else []),
@@ -55,9 +54,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     w, h = args.size
     image, mask = make_inputs(work, w, h)
-    cmd = [sys.executable, __file__, '--model', args.model, *(['--fast'] if args.fast else []),
+    cmd = [sys.executable, '-m', 'scripts.benchmark_memory', '--model', args.model, *(['--fast'] if args.fast else []),
            '--child', str(image), str(mask), str(work / 'refined.png')]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode or not proc.stdout.strip():
         print(proc.stderr[-2000:], file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """Time the IoU/mBA computation of one large image on one core (target: 5000 x 3600 well under 2 s).
 
-    python scripts/benchmark_metrics.py [--height 3600] [--width 5000] [--repeat 3]
+    python -m scripts.benchmark_metrics [--height 3600] [--width 5000] [--repeat 3]
 
 Synthetic masks: an ellipse with a wavy boundary as ground truth, shifted copies as input and output.
 Prints the time of score_image (both predictions, all five radii) and of reading the three PNGs.
@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from util.image_io import read_grey  # noqa: E402
-from evaluation.metrics import boundary_radii, score_image  # noqa: E402
+from util.image_io import read_grey
+from evaluation.metrics import boundary_radii, score_image
 
 
 def main() -> int:

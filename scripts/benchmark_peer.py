@@ -1,7 +1,7 @@
 """This project against the authors' pip package (``segmentation-refinement`` 0.6), side by side on the CPU.
 
     pip install --no-deps segmentation-refinement==0.6        # the peer (torchvision is stood in for here)
-    python scripts/benchmark_peer.py [--pairs 3] [--threads 2] [--case h36m_fast ...] [--samples samples/cascadepsp]
+    python -m scripts.benchmark_peer [--pairs 3] [--threads 2] [--case h36m_fast ...] [--samples samples/cascadepsp]
 
 Both sides get the same seeded released-architecture weights (``tests/reference/README.md``), the same image
 and mask and the same thread count. Every run is a fresh process that loads the model, then times one
@@ -12,14 +12,14 @@ work) with its default arithmetic (Winograd convolutions, reordered linear maps:
 context, one run each of ``exact=True`` (bit-identical to the package), the research procedure (the default of
 ``eval.py``) and the bundled ``lite``.
 
-Issue 18's goal 3 is the last table: ``lite`` Global+Local on the Figure 1 image against the package's Global
+The last table: ``lite`` Global+Local on the Figure 1 image against the package's Global
 step on the same image, alternating in pairs (with one run of ``lite`` without its arbiter, for context).
 
 Allocator settings: the processes start with glibc's defaults on both sides (no ``MALLOC_*`` or ``LD_PRELOAD``
-changes). The project keeps freed memory while it refines (:mod:`util.malloc`, on by default); the package does
-not. For the record, two context runs show what that setting is worth on each side: the project with it
-turned off (``SEGREFINE_KEEP_FREED_MEMORY=0``) and the package under the same setting given through glibc's
-environment (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``, for the whole process).
+changes). The project keeps freed memory while it refines (:mod:`util.malloc`: asked for here, as the command
+lines do; a library caller's default is off); the package does not. For the record, two context runs show what
+that setting is worth on each side: the project without it and the package under the same setting given
+through glibc's environment (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``, for the whole process).
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def stub_torchvision() -> bool:
 
 #: Context sides that run another side with a different allocator setting: side -> (the side, environment).
 ALLOCATOR_SIDES = {
-    'project_malloc_default': ('project', {'SEGREFINE_KEEP_FREED_MEMORY': '0'}),
+    'project_malloc_default': ('project', {'SEGREFINE_KEEP_FREED_MEMORY': '0', 'BENCHMARK_MALLOC_DEFAULT': '1'}),
     'package_freed_kept': ('package', {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}),
 }
 
@@ -109,19 +109,18 @@ def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads
         refiner = segmentation_refinement.Refiner(device='cpu', model_folder=str(folder),
                                                   download_and_check_model=False)
     elif side.startswith('lite'):
-        sys.path.insert(0, str(ROOT))
         from inference import Refiner
-        lite = Refiner('lite')
+        lite = Refiner('lite', keep_freed_memory=True)
         fast = fast and not side.startswith('lite_global_local')
         arbiter = side != 'lite_global_local_no_arbiter'
         refiner = type('Lite', (), {'refine': lambda self, i, m, fast, L: lite.refine(i, m, fast=fast, L=L,
                                                                                      arbiter=arbiter)})()
     else:
-        sys.path.insert(0, str(ROOT))
         import segrefine
         refiner = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=False,
                                     compat='research' if side == 'project_research' else 'pip',
-                                    exact=side == 'project_exact')
+                                    exact=side == 'project_exact',
+                                    keep_freed_memory=os.environ.get('BENCHMARK_MALLOC_DEFAULT') != '1')
     start = time.perf_counter()
     with torch.no_grad():
         result = refiner.refine(image, mask, fast=fast, L=L)
@@ -163,7 +162,6 @@ def main() -> int:
     if importlib.util.find_spec('segmentation_refinement') is None:
         print('the peer is not installed: pip install --no-deps segmentation-refinement==0.6', file=sys.stderr)
         return 2
-    sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
     from models.registry import build_model
@@ -177,9 +175,9 @@ def main() -> int:
             out = folder / f'{side}_{case}_{i}.npy'
             child, env = ALLOCATOR_SIDES.get(side, (side, {}))
             spec = json.dumps({'side': child, 'case': case, 'folder': str(folder), 'out': str(out)})
-            proc = subprocess.run([sys.executable, __file__, '--child', spec, '--threads', str(args.threads),
-                                   '--samples', args.samples], capture_output=True, text=True,
-                                  env={**os.environ, **env})
+            proc = subprocess.run([sys.executable, '-m', 'scripts.benchmark_peer', '--child', spec,
+                                   '--threads', str(args.threads), '--samples', args.samples], capture_output=True,
+                                  text=True, env={**os.environ, **env}, cwd=ROOT)
             if proc.returncode:
                 raise RuntimeError(f'{side} {case}: {proc.stderr[-2000:]}')
             return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out)

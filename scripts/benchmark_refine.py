@@ -1,10 +1,10 @@
 """Benchmark the refinement of the paper's Figure 1 image (3492 x 2328) at L=900.
 
-    python scripts/benchmark_refine.py [--model lite|cascadepsp|seeded|PATH] [--L 900] [--batch 1]
+    python -m scripts.benchmark_refine [--model lite|cascadepsp|seeded|PATH] [--L 900] [--batch 1]
         [--image samples/cascadepsp/aeroplane.jpg] [--device cuda|cpu] [--mode both|global_only|global_local|object]
-    python scripts/benchmark_refine.py --mode forward896 --model lite seeded     # one cascade pass, 896 x 896
-    python scripts/benchmark_refine.py --model seeded --precision bf16 --device cuda   # + agreement with fp32
-    python scripts/benchmark_refine.py --backend onnx --model lite                     # ONNX Runtime (exported once)
+    python -m scripts.benchmark_refine --mode forward896 --model lite seeded     # one cascade pass, 896 x 896
+    python -m scripts.benchmark_refine --model seeded --precision bf16 --device cuda   # + agreement with fp32
+    python -m scripts.benchmark_refine --backend onnx --model lite                     # ONNX Runtime (exported once)
 
 ``--model`` defaults to the bundled lite weights; ``seeded`` is the authors' architecture with the seeded
 weights of tests/reference/README.md (its timing does not depend on the values, only the number of crops
@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from dataset.paths import SAMPLES  # noqa: E402
+from dataset.paths import SAMPLES
 
 
 def _model(name: str):
@@ -129,11 +128,12 @@ def main() -> int:
     modes = ('global_only', 'global_local') if args.mode == 'both' else (args.mode,)
     for model in args.model:
         for mode in modes:
-            cmd = [sys.executable, __file__, '--image', args.image, '--mask', args.mask, '--L', str(args.L),
+            cmd = [sys.executable, '-m', 'scripts.benchmark_refine', '--image', args.image, '--mask', args.mask,
+                   '--L', str(args.L),
                    *(['--stride', str(args.stride)] if args.stride else []), '--batch', str(args.batch),
                    '--device', args.device, '--mode', mode,
                    '--model', model, '--precision', args.precision, '--backend', args.backend] + ['--exact'] * args.exact
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             gpu = f", peak GPU {r['peak_gpu_mib']} MiB" if r['peak_gpu_mib'] is not None else ''
             if r['agreement']:

@@ -1,7 +1,7 @@
 """MagNet on one photo, as the authors' demo scripts run it (scripts/{cityscapes,deepglobe}/demo_magnet{,_fast}.sh).
 
-    python scripts/demo_magnet.py PHOTO --system magnet_cityscapes [--fast] [--output demo_results]
-    python scripts/demo_magnet.py PHOTO --system magnet_deepglobe --pretrained BACKBONE.pth \
+    python -m scripts.demo_magnet PHOTO --system magnet_cityscapes [--fast] [--output demo_results]
+    python -m scripts.demo_magnet PHOTO --system magnet_deepglobe --pretrained BACKBONE.pth \
         --pretrained_refinement REFINEMENT.pth                 # any compatible files, by path
 
 Runs the backbone and the progressive refinement with the demo script's settings (methods/magnet/presets.py;
@@ -27,17 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataset.magnet import DATASETS, colourise, resize_linear  # noqa: E402
-from inference.predict import refine_image  # noqa: E402
-from inference.visualize import tiles_panel  # noqa: E402
-from methods.magnet.config import MagNetConfig  # noqa: E402
-from methods.magnet.presets import DEMO_PRESETS  # noqa: E402
-from models.checkpoint import CheckpointError  # noqa: E402
-from models.hub import MAGNET_SYSTEMS, load_system  # noqa: E402
-from util.atomic import OverwritesInput, ensure_folder, refuse_overwriting_inputs, write_image  # noqa: E402
-from util.devices import DeviceError, parse_device  # noqa: E402
-from util.image_io import ImageReadError, read_rgb  # noqa: E402
+from dataset.magnet import DATASETS, colourise, resize_linear
+from inference.predict import refine_image
+from inference.visualize import tiles_panel
+from methods.magnet.config import MagNetConfig
+from methods.magnet.presets import DEMO_PRESETS
+from models.checkpoint import CheckpointError
+from models.hub import MAGNET_SYSTEMS, load_system
+from util.atomic import OverwritesInput, ensure_folder, refuse_overwriting_inputs, write_image
+from util.devices import DeviceError, parse_device
+from util.image_io import ImageReadError, read_rgb
 
 log = logging.getLogger('demo_magnet')
 #: Inference settings of a demo preset (the rest names the dataset and the weights).

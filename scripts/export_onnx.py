@@ -1,7 +1,7 @@
 """Export a cascade network (``lite``, ``cascadepsp`` or a checkpoint) to ONNX for ``Refiner(..., backend='onnx')``.
 
     pip install onnx onnxscript onnxruntime
-    python scripts/export_onnx.py lite exports/lite [--check]
+    python -m scripts.export_onnx lite exports/lite [--check]
 
 Writes ``global.onnx``, ``local.onnx`` and ``meta.json`` into the folder (see :mod:`inference.onnx_backend`), with
 dynamic batch, height and width. ``--check`` then refines a synthetic 300 x 400 image with both backends
@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Export a training checkpoint as shipped weights: float16, no optimizer state, architecture and training
 configuration kept (the file models/weights/lite.pth was made this way).
 
-    python scripts/export_weights.py saves/RUN/checkpoint_final.pth models/weights/lite.pth [--note TEXT]
+    python -m scripts.export_weights saves/RUN/checkpoint_final.pth models/weights/lite.pth [--note TEXT]
 """
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint  # noqa: E402
-from util.atomic import OverwritesInput, refuse_overwriting_inputs  # noqa: E402
+from models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
+from util.atomic import OverwritesInput, refuse_overwriting_inputs
 
 
 def main(argv: list[str] | None = None) -> int:

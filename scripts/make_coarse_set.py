@@ -1,18 +1,16 @@
 """Write an evaluation folder (BIG layout: NAME_im / NAME_seg / NAME_gt) of coarse masks made from the
 ground truths of a split (dataset/coarse_sets.py). With several families, names get a FAMILY_ prefix.
 
-    python scripts/make_coarse_set.py --data_root DATA --family lowres perturbed --every 6 \
+    python -m scripts.make_coarse_set --data_root DATA --family lowres perturbed --every 6 \
         --output data/val_mixed
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataset.coarse_sets import FAMILIES, write_coarse_folder  # noqa: E402
-from dataset.splits import VAL_SPLIT, split_pairs  # noqa: E402
+from dataset.coarse_sets import FAMILIES, write_coarse_folder
+from dataset.splits import VAL_SPLIT, split_pairs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Draw a held-out split (run once; the result is committed as dataset/splits/val.txt).
 
-    python scripts/make_split.py --data_root DATA --take ecssd=100 DUTS-TE=200 --seed 2026 \
+    python -m scripts.make_split --data_root DATA --take ecssd=100 DUTS-TE=200 --seed 2026 \
         --output dataset/splits/val.txt
 """
 from __future__ import annotations
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataset.readers import flat_pairs  # noqa: E402
-from dataset.splits import pair_key  # noqa: E402
-from util.atomic import write_text  # noqa: E402
+from dataset.readers import flat_pairs
+from dataset.splits import pair_key
+from util.atomic import write_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Turn several results_post.json files into the paper's Table 3 layout (Markdown).
 
-    python scripts/make_table.py FCN-8s=out/fcn/results_post.json PSPNet=out/psp/results_post.json \
+    python -m scripts.make_table FCN-8s=out/fcn/results_post.json PSPNet=out/psp/results_post.json \
         [--method CascadePSP] [--output table.md]
 
 Each argument is LABEL=PATH (the coarse-mask source and the eval_post result of its refined folder).
@@ -12,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from util.atomic import OverwritesInput, check_writable, refuse_overwriting_inputs, write_text  # noqa: E402
-from evaluation.tables import results_table  # noqa: E402
+from util.atomic import OverwritesInput, check_writable, refuse_overwriting_inputs, write_text
+from evaluation.tables import results_table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Scene parsing, step 2: split every label map into per-class components (the authors' ade_expand_inst.py).
 
-    python scripts/split_scene.py --im_dir IM --gt_dir GT --seg_dir SEG --output SPLIT
-    python scripts/split_scene.py IM GT SEG SPLIT            # the authors' positional order
+    python -m scripts.split_scene --im_dir IM --gt_dir GT --seg_dir SEG --output SPLIT
+    python -m scripts.split_scene IM GT SEG SPLIT            # the authors' positional order
 
 IM/NAME.jpg, GT/NAME.png and SEG/NAME.png (labels 1..150, 0 = void; shift model outputs first with
 scripts/ade_plus_one.py). Writes SPLIT/NAME_<class>.<id>_seg.png, _gt.png and NAME_im.jpg.
@@ -13,8 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation.scene_folders import split_folder  # noqa: E402
+from evaluation.scene_folders import split_folder
 
 
 def main(argv: list[str] | None = None) -> int:

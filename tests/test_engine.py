@@ -39,6 +39,31 @@ def lite():
     return seed_model(build_model('lite'), 0).eval()
 
 
+def test_winograd_falls_back_to_the_direct_convolution(monkeypatch, caplog):
+    """Where the private NNPACK entry is missing, or refuses a shape, the direct convolution runs (same values);
+    each rewrite has its own switch."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 8, 1)).eval()
+    x = torch.randn(1, 16, 20, 24)
+    with torch.no_grad():
+        direct = net(x)
+        assert speed_up(net, winograd=False, pointwise=True) == {'folded': 0, 'winograd': 0, 'pointwise': 1,
+                                                                 'stacks': 0}
+        speed_up(net, enable=False)
+        if winograd_available():
+            assert speed_up(net, pointwise=False)['winograd'] == 1 and not net[2].__dict__.get('pointwise')
+
+            def refuse(*args, **kwargs):
+                raise RuntimeError('NNPACK SpatialConvolution_updateOutput failed')
+            monkeypatch.setattr(torch, '_nnpack_spatial_convolution', refuse)
+            torch.testing.assert_close(net(x), direct, atol=1e-6, rtol=0)
+            assert 'the direct convolution runs instead' in caplog.text and not net[0].winograd
+        monkeypatch.delattr(torch, '_nnpack_spatial_convolution', raising=False)  # a PyTorch without the entry
+        speed_up(net, enable=False)
+        assert not winograd_available() and speed_up(net)['winograd'] == 0
+        torch.testing.assert_close(net(x), direct, atol=1e-5, rtol=0)
+
+
 def test_fast_convolutions_compute_the_same_function():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
@@ -184,16 +209,26 @@ def test_keep_freed_memory_sets_and_restores_glibc(monkeypatch):
     assert libc.calls == []
 
 
-def test_refine_image_keeps_freed_memory_unless_turned_off(lite, monkeypatch):
+def test_refine_image_keeps_freed_memory_only_when_asked(lite, monkeypatch):
+    """Process-wide allocator settings are never changed by a library call unless its caller asks (the argument,
+    a Refiner's switch, or SEGREFINE_KEEP_FREED_MEMORY=1); the command lines ask for their whole run."""
+    from inference.refiner import Refiner
     libc = _RecordingLibc()
     monkeypatch.setattr(malloc, '_LIBC', libc)
     image, mask = _scene()
-    refine_image(lite, *image_tensors(image, mask), CascadeConfig(L=64, global_only=True))
+    cfg = CascadeConfig(L=64, global_only=True)
+    refine_image(lite, *image_tensors(image, mask), cfg)
+    Refiner(model=lite).refine(image, mask, cfg=cfg)
+    assert libc.calls == []
+    refine_image(lite, *image_tensors(image, mask), cfg, keep_freed=True)
     assert libc.calls[0] == ('mallopt', malloc._M_MMAP_MAX, 0) and libc.calls[-1] == ('malloc_trim', 0)
     libc.calls.clear()
-    monkeypatch.setattr(predict, 'KEEP_FREED_MEMORY', False)  # SEGREFINE_KEEP_FREED_MEMORY=0
-    refine_image(lite, *image_tensors(image, mask), CascadeConfig(L=64, global_only=True))
-    assert libc.calls == []
+    Refiner(model=lite, keep_freed_memory=True).refine(image, mask, cfg=cfg)
+    assert libc.calls[0] == ('mallopt', malloc._M_MMAP_MAX, 0) and libc.calls[-1] == ('malloc_trim', 0)
+    libc.calls.clear()
+    monkeypatch.setattr(predict, 'KEEP_FREED_MEMORY', True)  # SEGREFINE_KEEP_FREED_MEMORY=1
+    refine_image(lite, *image_tensors(image, mask), cfg)
+    assert libc.calls[-1] == ('malloc_trim', 0)
 
 
 @pytest.mark.skipif(not malloc.available() or not hasattr(ctypes.CDLL(None), 'mallinfo2'),

@@ -5,7 +5,6 @@ which it imports for ToTensor and Normalize only, is stood in for here)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +13,11 @@ from PIL import Image
 
 import segrefine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'scripts'))
-from benchmark_peer import stub_torchvision  # noqa: E402
 from inference.predict import image_tensors, refine_image
 from methods.cascadepsp.config import CascadeConfig
 from models.registry import build_model
 from models.seeded import seeded_state_dict
+from scripts.benchmark_peer import stub_torchvision
 
 
 @pytest.fixture(scope='module')

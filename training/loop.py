@@ -147,10 +147,10 @@ def train(cfg: TrainConfig) -> Path | None:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % world:
         raise ValueError(f'batch size {cfg.batch_size} is not divisible by the {world} ranks')
-    if getattr(cfg, 'local_pass', 0) and world > 1:  # two forward passes before one backward: DDP refuses that
-        raise ValueError('--local_pass runs in a single process only (not under torchrun)')
     method = method_of(cfg.arch)
     recipe = method.recipe(cfg)
+    if recipe.single_process and world > 1:
+        raise ValueError(f'{recipe.single_process} runs in a single process only (not under torchrun)')
     val_cfg = method.InferConfig(**cfg.val_args)
     device = parse_device(cfg.device)
     if device.type == 'cuda' and device.index is None and world > 1:  # each rank its own GPU

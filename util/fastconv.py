@@ -28,8 +28,12 @@ untouched, and :func:`speed_up` with ``enable=False`` restores the plain classes
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
+
+log = logging.getLogger(__name__)
 
 #: Input x output channels under which a 3x3 convolution stays direct. On two AVX2 cores, at the sizes these
 #: networks run, Winograd took 0.44-0.74 of the direct time from 19 x 16 (full resolution) to 1280 x 512
@@ -41,8 +45,10 @@ MAX_POINTWISE_CHANNELS = 32 * 32
 
 
 def winograd_available() -> bool:
-    """Whether this PyTorch build has NNPACK on this CPU (the call also initialises it, which must happen first)."""
-    return hasattr(torch, '_nnpack_available') and torch._nnpack_available()
+    """Whether this PyTorch build has NNPACK on this CPU and the private entry that runs it (a later PyTorch may
+    drop either; then the plain convolution runs). The call also initialises NNPACK, which must happen first."""
+    return (hasattr(torch, '_nnpack_available') and hasattr(torch, '_nnpack_spatial_convolution')
+            and torch._nnpack_available())
 
 
 def plain_ops() -> bool:
@@ -95,12 +101,18 @@ class FastConv2d(nn.Conv2d):
         if not (self.winograd and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
                 and x.dim() == 4):
             return self._conv_forward(x, weight, bias)
-        bias = bias if bias is not None else x.new_zeros(self.out_channels)
+        nnpack_bias = bias if bias is not None else x.new_zeros(self.out_channels)
         pad = [self.padding[0]] * 4
-        if x.shape[0] == 1:
-            return torch._nnpack_spatial_convolution(x.contiguous(), weight, bias, pad, [1, 1])
-        return torch.cat([torch._nnpack_spatial_convolution(x[i:i + 1].contiguous(), weight, bias, pad, [1, 1])
-                          for i in range(x.shape[0])])
+        try:
+            if x.shape[0] == 1:
+                return torch._nnpack_spatial_convolution(x.contiguous(), weight, nnpack_bias, pad, [1, 1])
+            return torch.cat([torch._nnpack_spatial_convolution(x[i:i + 1].contiguous(), weight, nnpack_bias, pad,
+                                                                [1, 1]) for i in range(x.shape[0])])
+        except (RuntimeError, AttributeError) as e:  # a shape NNPACK refuses, or an entry this PyTorch lacks
+            log.warning('Winograd convolution unavailable for %s on %s (%s): the direct convolution runs instead',
+                        tuple(weight.shape), tuple(x.shape), e)
+            self.__dict__['winograd'] = False
+            return self._conv_forward(x, weight, bias)
 
 
 #: Activations that act on each value alone (so on any chunk of pixels).
@@ -184,10 +196,12 @@ def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
             and type(b) in (nn.BatchNorm2d, FoldedBatchNorm2d) and b.track_running_stats]
 
 
-def speed_up(model: nn.Module, enable: bool = True, winograd: bool = True) -> dict[str, int]:
+def speed_up(model: nn.Module, enable: bool = True, winograd: bool = True, pointwise: bool | None = None
+             ) -> dict[str, int]:
     """Swap ``model``'s convolutions and batch norms to the classes above (``enable=False``: back to the plain
-    ones). ``winograd``: also run eligible 3x3 convolutions through NNPACK (when this build has it; CPU only), and
-    narrow 1x1 convolutions as matrix products.
+    ones): batch norms folded always; ``winograd``: eligible 3x3 convolutions through NNPACK (when this build has
+    it; CPU only); ``pointwise`` (default: as ``winograd``, both being CPU rewrites): narrow 1x1 convolutions and
+    stacks of them as matrix products.
 
     Returns the counts: {'folded': batch norms folded, 'winograd': Winograd convolutions, 'pointwise': 1x1
     convolutions as matrix products, 'stacks': :class:`PointwiseStack` sequences}.
@@ -214,7 +228,7 @@ def speed_up(model: nn.Module, enable: bool = True, winograd: bool = True) -> di
                 m.__class__ = FastConv2d
                 m.__dict__['winograd'] = True
                 counts['winograd'] += 1
-    if winograd:
+    if winograd if pointwise is None else pointwise:
         for m in model.modules():
             if _pointwise_stack(m):
                 m.__class__ = PointwiseStack

@@ -1,10 +1,11 @@
 """The arbiter's training recipe (:mod:`models.cascadepsp.arbiter`): fitted after the network, on its outputs.
 
-``--images`` training pairs (never the held-out split), 30% of them enlarged by U[1.3, 2.5]; each mask degraded by
-one family of :mod:`dataset.degrade` drawn with weights lowres_wide 5 (x2-x24), perturb 2, blur 2, identity 1 (the
-jitter family is kept out, as from every training recipe; ``families`` chooses others, e.g. with ``lowres_near``,
-x3-x5 masks); the network's Global+Local output at the method's
-defaults (without any arbiter); up to ``samples`` band pixels per image (all, if fewer). Then the MLP: Adam at
+Its one home is :class:`ArbiterConfig`, whose defaults are the shipped arbiter's. ``images`` training pairs (never
+the held-out split), 30% of them enlarged by U[1.3, 2.5]; each coarse mask made by one family drawn by weight:
+a degradation of :mod:`dataset.degrade` (the jitter family is kept out, as from every training recipe) or the
+real segmenter's mask of that image (``mediapipe``, :mod:`dataset.segmenter_masks`, on pairs where it reaches
+IoU 0.6); the network's Global+Local output at the method's defaults (without any arbiter); up to ``samples``
+band pixels per image (all, if fewer). Then the MLP: Adam at
 1e-3 with a cosine schedule over ``epochs``, batches of 4096, binary cross-entropy against the ground truth, each
 image weighing the same (mBA averages images, and a coarse mask has a wider band). Everything is drawn from
 ``seed``. It runs as the last stage of ``train.py --preset lite`` and as ``scripts/train_arbiter.py``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,41 @@ from util.image_io import read_grey, read_rgb
 from util.transforms import binarize, mask_tensor, rgb_tensor
 
 log = logging.getLogger(__name__)
-#: Degradation families and their weights (dataset.degrade.degrade names).
-FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1}
+#: The coarse-mask families of the shipped arbiter and their weights: dataset.degrade names, and the real
+#: segmenter's masks. Half of the synthetic ones are near-right (lowres_near, x3-x5): with fewer, it moved x4
+#: boundaries that were right (docs/experiments/lite.md).
+FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10}
+
+
+@dataclass(frozen=True)
+class ArbiterConfig:
+    """The arbiter's recipe; the defaults are the shipped arbiter's. Every field is a ``scripts/train_arbiter.py``
+    flag and a key of the ``arbiter`` stage of ``train.py --preset lite``."""
+    data_root: str = field(default_factory=default_data_root, metadata={
+        'help': 'the data root (default: $CASCADEPSP_DATA or data)'})
+    sources: list[str] = field(default_factory=lambda: ['ecssd', 'DUTS-TE'])
+    images: int = field(default=1200, metadata={'help': 'training images'})
+    samples: int = field(default=3000, metadata={'help': 'band pixels per image'})
+    epochs: int = 8
+    hidden: int = field(default=64, metadata={'help': "width of the MLP's hidden layers"})
+    seed: int = 1
+    threads: int = field(default=0, metadata={'help': 'torch CPU threads (0: the default)'})
+    half: bool = field(default=True, metadata={'help': 'store float16 weights, as the bundled file'})
+    evidence: bool = field(default=True, metadata={'help': 'the image-evidence cues'})
+    post_radius: float = field(default=0.5, metadata={
+        'help': 'final guided filter, radius in units of (H + W) / 300 px (0: none)'})
+    families: dict[str, float] = field(default_factory=lambda: dict(FAMILIES), metadata={
+        'help': 'coarse-mask families and their weights'})
+
+    def __post_init__(self) -> None:
+        for name, weight in self.families.items():
+            if name not in (*FAMILY_NAMES, SEGMENTER) or name == 'jitter' or not weight > 0:
+                raise ValueError(f'arbiter families: {name}={weight}: families are {", ".join(FAMILY_NAMES)}, '
+                                 f'{SEGMENTER} (the real segmenter\'s masks of the training images) but jitter (kept '
+                                 'out of every training recipe: the benchmark measures generalisation to it), with '
+                                 'positive weights')
+        if min(self.images, self.samples, self.epochs, self.hidden) < 1 or self.post_radius < 0:
+            raise ValueError('arbiter: images, samples, epochs and hidden must be at least 1, post_radius at least 0')
 
 
 def assign(pairs: list[Pair], images: int, families: dict[str, float], rng: np.random.Generator
@@ -119,57 +154,42 @@ def fit(arbiter: Arbiter, x: torch.Tensor, y: torch.Tensor, ids: torch.Tensor, e
     return losses
 
 
-def train_arbiter(load: str | Path, output: str | Path, data_root: str | None = None,
-                  sources: list[str] | None = None, images: int = 1000, samples: int = 3000, epochs: int = 8,
-                  hidden: int = 64, seed: int = 1, threads: int = 0, half: bool = False, evidence: bool = False,
-                  post_radius: float = 0.0, families: dict[str, float] | None = None) -> Path:
-    """Fit an arbiter on the outputs of the network in checkpoint ``load`` and write both to ``output`` (with
-    the network's training record: config, iteration, note). ``evidence`` and ``post_radius``: the arbiter's
-    hyper-parameters of those names (the final filter runs at inference only). ``families``: degradation family ->
-    weight (default :data:`FAMILIES`). Raises ValueError for an architecture without one, or for an unknown family
-    or a weight that is not positive."""
-    families = dict(families or FAMILIES)
-    for name, weight in families.items():
-        if name not in (*FAMILY_NAMES, SEGMENTER) or name == 'jitter' or not weight > 0:
-            raise ValueError(f'arbiter families: {name}={weight}: families are {", ".join(FAMILY_NAMES)}, {SEGMENTER} '
-                             '(the real segmenter\'s masks of the training images) but jitter (kept '
-                             'out of every training recipe: the benchmark measures generalisation to it), with positive '
-                             'weights')
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+def train_arbiter(load: str | Path, output: str | Path, cfg: ArbiterConfig | None = None) -> Path:
+    """Fit an arbiter with recipe ``cfg`` (default: the shipped one) on the outputs of the network in checkpoint
+    ``load`` and write both to ``output`` (with the network's training record: config, iteration, note). Raises
+    ValueError for an architecture without an arbiter."""
+    cfg = cfg or ArbiterConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     model, source = load_model(load).eval(), read_checkpoint(load)
     if not hasattr(model, 'set_arbiter'):
         raise ValueError(f'{load}: the {getattr(model, "arch", "?")} architecture takes no arbiter')
     model.set_arbiter(None)  # the arbiter learns from the network's own outputs
-    data_root = data_root or default_data_root()
-    pairs = exclude_split(training_pairs(data_root, sources or ['ecssd', 'DUTS-TE']), VAL_SPLIT)
-    items = assign(pairs, images, families, rng)
-    arbiter = Arbiter(hidden=hidden, evidence=evidence, post_radius=post_radius)
+    pairs = exclude_split(training_pairs(cfg.data_root, cfg.sources), VAL_SPLIT)
+    items = assign(pairs, cfg.images, cfg.families, rng)
+    arbiter = Arbiter(hidden=cfg.hidden, evidence=cfg.evidence, post_radius=cfg.post_radius)
     start = time.time()
-    x, y, ids = collect(model, arbiter, items, samples, rng, families)
+    x, y, ids = collect(model, arbiter, items, cfg.samples, rng, cfg.families)
     log.info('%d band pixels from %d images in %.0f s', len(x), len(items), time.time() - start)
-    losses = fit(arbiter, x, y, ids, epochs)
+    losses = fit(arbiter, x, y, ids, cfg.epochs)
     model.set_arbiter(arbiter)
-    recipe: dict[str, Any] = dict(load=str(load), data_root=data_root, sources=sources, images=images, samples=samples,
-                                  epochs=epochs, hidden=hidden, seed=seed, evidence=evidence, post_radius=post_radius,
-                                  families=families, losses=losses, pixels=len(x))
-    note = (f'arbiter: {images} images, seed {seed}, evidence {evidence}, post_radius {post_radius}, '
+    recipe: dict[str, Any] = dict(asdict(cfg), load=str(load), losses=losses, pixels=len(x))
+    note = (f'arbiter: {cfg.images} images, seed {cfg.seed}, evidence {cfg.evidence}, post_radius {cfg.post_radius}, '
             f'{time.time() - start:.0f} s')
     # The network's history stays; an arbiter the source had is replaced, so its line goes.
     kept = [part for part in source.get('note', '').split('; ') if part and not part.startswith('arbiter:')]
-    save_checkpoint(output, model, half=half, config=source.get('config'), iteration=source.get('iteration'),
+    save_checkpoint(output, model, half=cfg.half, config=source.get('config'), iteration=source.get('iteration'),
                     note='; '.join(kept + [note]), arbiter_recipe=recipe)
     log.info('wrote %s', output)
     return Path(output)
 
 
 def arbiter_stage(values: dict[str, Any]) -> Path:
-    """The preset stage: ``values`` are the stage's settings with ``load`` (the previous stage's checkpoint),
-    ``exp_id`` and ``save_dir``; writes save_dir/RUN_EXP_ID/checkpoint_final.pth."""
-    keys = ('data_root', 'sources', 'images', 'samples', 'epochs', 'hidden', 'seed', 'threads', 'half', 'evidence',
-            'post_radius', 'families')
+    """The preset stage: ``values`` are the stage's settings (fields of :class:`ArbiterConfig`) with ``load`` (the
+    previous stage's checkpoint), ``exp_id`` and ``save_dir``; writes save_dir/RUN_EXP_ID/checkpoint_final.pth."""
+    names = {f.name for f in fields(ArbiterConfig)}
     output = Path(values.get('save_dir', 'saves')) / f'RUN_{values["exp_id"]}' / 'checkpoint_final.pth'
     output.parent.mkdir(parents=True, exist_ok=True)
-    return train_arbiter(values['load'], output, **{k: values[k] for k in keys if k in values})
+    return train_arbiter(values['load'], output, ArbiterConfig(**{k: v for k, v in values.items() if k in names}))

@@ -1,13 +1,11 @@
-"""CascadePSP's configurations: inference (the Global and Local steps), training (the loss weights and the
-local pass), and the named presets of ``train.py --preset``."""
+"""CascadePSP's configurations: inference (the Global and Local steps) and training (the loss weights and the
+local pass). The named presets of ``train.py --preset`` are in :mod:`methods.cascadepsp.presets`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from dataset.paths import data_root
-from methods.base import Stage, TrainConfig
+from methods.base import TrainConfig
 
 
 #: The authors' Local stride (px), whatever L (their eval_helper.py).
@@ -90,60 +88,3 @@ class CascadeTrainConfig(TrainConfig):
     local_pass: float = 0.0        #: share of batches that also train the Local step's pass (levels 2-3 on
                                    #: the model's own binarised output, as inference runs them); 0: the authors'
     backbone: str | None = None    #: torchvision ImageNet ResNet-50 file to initialise the encoder
-
-
-def _arbiter_stage(values: dict) -> Path:
-    from methods.cascadepsp.arbiter_recipe import arbiter_stage  # it runs the inference, which imports this module
-    return arbiter_stage(values)
-
-
-#: The CPU recipe of the bundled ``lite`` weights (see docs/cascadepsp.md): shared flags, then the stages.
-_LITE_CPU = dict(arch='lite', data_root=data_root(), sources=['ecssd', 'DUTS-TE'], device='cpu',
-                 batch_size=8, crop_size=192, schedule='cosine', workers=1, log_interval=50)
-
-# Half of the arbiter's training masks are near-right (x3-x5 low-resolution, `lowres_near`): with the default
-# mix alone (one in eight), it moved x4 boundaries that were right (docs/cascadepsp.md, experiment 6).
-_ARBITER = dict(data_root=data_root(), sources=['ecssd', 'DUTS-TE'], images=1200, samples=3000, epochs=8,
-                hidden=64, seed=1, half=True, evidence=True, post_radius=0.5,
-                families={'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10})
-
-PRESETS: dict[str, tuple[Stage, ...]] = {
-    'lite': (
-        # Stage 1: the authors' perturbation mixed with low-resolution and blurred masks; stopped at 2400
-        # of a 4000-iteration cosine schedule (its validation had flattened).
-        Stage('stage1', dict(_LITE_CPU, degradation='mix', iterations=4000, until=2400, lr=1e-3, warmup=200,
-                             save_interval=200, val_dir='data/val_mixed', val_interval=500)),
-        # Stage 2: more near-right masks, and the pass the Local step makes over the model's own output.
-        Stage('stage2', dict(_LITE_CPU, degradation='mix_gentle', local_pass=0.5, iterations=1900, lr=5e-4,
-                             warmup=50, save_interval=100, val_dir='data/val_mixed', val_interval=500),
-              load_from=('stage1', 2400)),
-        # Stage 3: the arbiter (models/cascadepsp/arbiter.py) fitted on the stage-2 network's outputs.
-        Stage('arbiter', _ARBITER, load_from=('stage2', None), run=_arbiter_stage),
-    ),
-    # The network's last guided filter at radius 2 px instead of 4 (at inference alone, radius 2 moved the bundled
-    # network's lowres4 mBA from 79.5 to 82.6 and its lowres one from 73.6 to 72.7), fine-tuned from the bundled
-    # network on near-right masks at several scales; then the arbiter fitted on its outputs.
-    'lite_r2': (
-        Stage('stage3', dict(_LITE_CPU, load='lite', arch_args={'gf_radius': 2}, degradation='nearright',
-                             scale_range=[0.5, 2.0], local_pass=0.5, iterations=1500, lr=5e-4, warmup=50,
-                             save_interval=100)),
-        Stage('arbiter', _ARBITER, load_from=('stage3', None), run=_arbiter_stage),
-    ),
-    # Experiments on near-right masks that were not shipped (docs/cascadepsp.md, "Near-right masks"); both
-    # start from the bundled weights (the end of stage 2).
-    # The whole network fine-tuned on near-right masks at every coarseness (x2-x24), right masks, images at
-    # several scales, and the Local step's pass.
-    'lite_nearright': (
-        Stage('stage3', dict(_LITE_CPU, load='lite', degradation='nearright', scale_range=[0.5, 2.0],
-                             local_pass=0.5, iterations=2000, lr=5e-4, warmup=50, threads=1, save_interval=100,
-                             val_dir='data/val_mixed12', val_interval=500)),
-    ),
-    # The same data for a gate (models/cascadepsp/lite.py, gate_radii) on the frozen network: only the gate
-    # and the full-resolution heads train.
-    'lite_gate': (
-        Stage('gate', dict(_LITE_CPU, load='lite', arch_args={'gate_radii': [2, 4, 8, 16]}, load_new=['gate.'],
-                           train_only=['gate.', 'final_s2.', 'guide.', 'log_eps', 'prior_scale'],
-                           degradation='nearright', scale_range=[0.5, 2.0], local_pass=0.5, iterations=2000,
-                           lr=1e-3, warmup=50, save_interval=100, val_dir='data/val_mixed12', val_interval=500)),
-    ),
-}

@@ -254,6 +254,6 @@ def refine(model: nn.Module, image: torch.Tensor, coarse: torch.Tensor, cfg: Cas
         prob = arbitrate(model.arbiter, image_k, coarse if image_k is image else coarse[keep], prob)
     if image_k is image:
         return Refined(prob, stats={'crops': crops})
-    out = torch.zeros(coarse.shape, dtype=prob.dtype)
+    out = torch.zeros(coarse.shape, dtype=prob.dtype, device=prob.device)  # where the input lives
     out[keep] = prob
     return Refined(out, stats={'crops': crops})

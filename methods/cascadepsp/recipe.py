@@ -76,4 +76,4 @@ def recipe(cfg: CascadeTrainConfig) -> Recipe:
         step=step, metrics=iou_per_output, images=image_columns, prepare=prepare,
         # The arbiter was fitted on the loaded network's outputs: a network trained further needs its own fit
         # (the preset's arbiter stage, or scripts/train_arbiter.py).
-        not_trained=('arbiter.',))
+        not_trained=('arbiter.',), single_process='--local_pass' if cfg.local_pass else None)

@@ -10,14 +10,7 @@ Design (sizes at the defaults; every size is a hyper-parameter saved with the we
     output its boundary, so the cost at full resolution is a handful of box filters;
   * every head is a residual on the best mask the level has (``prior`` in :class:`ThreeLevelCascade`),
     scaled by a learned factor: an untrained or lightly trained net returns its input mask instead of
-    its own weak segmentation, which is what a refiner must do with a mask that is already right;
-  * optionally (``gate_radii``, the second bundled version), a per-pixel *gate* that chooses the output among
-    candidates: the filtered network output above, the input mask itself, and colour guided filters of the
-    input mask and of the network's unfiltered output at several radii. Its small head (three 3x3
-    convolutions at stride 2, about 30 px of context) reads the stride-2 decoder features and the
-    candidates, so that where the image gives no evidence it can keep the input, and where it does, take
-    the radius that matches how coarse the mask is (a x4 and a x16 segmenter's errors differ in width by
-    four times).
+    its own weak segmentation, which is what a refiner must do with a mask that is already right.
 """
 from __future__ import annotations
 
@@ -91,9 +84,6 @@ class LiteRefinementModule(ThreeLevelCascade):
         gf_radius: guided-filter window radius, in input pixels (the window is 2r+1 wide).
         gf_eps: initial guided-filter regulariser, in squared [0, 1]-RGB units (learned, kept positive).
         prior_scale: initial factor of the residual prior (logits = head + scale * prior in [-1, 1]).
-        gate_radii: radii (input pixels) of the gate's guided-filter candidates; empty: no gate (the
-            first bundled version).
-        gate_eps: the regulariser of those filters (squared [0, 1]-RGB units).
         arbiter: hyper-parameters of an :class:`~models.cascadepsp.arbiter.Arbiter` that the inference procedure
             runs on the cascade's full-resolution output (None: none; every bundled version since the third has one).
     """
@@ -109,23 +99,19 @@ class LiteRefinementModule(ThreeLevelCascade):
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96, 128), blocks: tuple[int, ...] = (1, 1, 1, 1),
                  psp_channels: int = 96, up_channels: tuple[int, int] = (48, 16), gf_radius: int = 4,
-                 gf_eps: float = 1e-3, prior_scale: float = 3.0, gate_radii: tuple[int, ...] = (),
-                 gate_eps: float = 1e-3, arbiter: dict | None = None) -> None:
+                 gf_eps: float = 1e-3, prior_scale: float = 3.0, arbiter: dict | None = None) -> None:
         super().__init__()
-        widths, blocks, up_channels, gate_radii = tuple(widths), tuple(blocks), tuple(up_channels), tuple(gate_radii)
+        widths, blocks, up_channels = tuple(widths), tuple(blocks), tuple(up_channels)
         if len(widths) != 5 or len(blocks) != 4 or len(up_channels) != 2:
             raise ValueError(f'lite: widths need 5 values, blocks 4, up_channels 2; got {widths}, {blocks}, {up_channels}')
-        if min(*widths, *blocks, *up_channels, *gate_radii, psp_channels, gf_radius) < 1 or not gf_eps > 0 \
-                or not gate_eps > 0:
+        if min(*widths, *blocks, *up_channels, psp_channels, gf_radius) < 1 or not gf_eps > 0:
             raise ValueError(f'lite: sizes and gf_radius must be at least 1 and gf_eps positive; got widths {widths}, '
                              f'blocks {blocks}, up_channels {up_channels}, psp_channels {psp_channels}, '
-                             f'gf_radius {gf_radius}, gf_eps {gf_eps}, gate_radii {gate_radii}, gate_eps {gate_eps}')
+                             f'gf_radius {gf_radius}, gf_eps {gf_eps}')
         self.hparams = dict(widths=list(widths), blocks=list(blocks), psp_channels=psp_channels,
                             up_channels=list(up_channels), gf_radius=gf_radius, gf_eps=gf_eps,
                             prior_scale=prior_scale)
-        if gate_radii:  # only then: the first version's checkpoints keep their exact hyper-parameters
-            self.hparams.update(gate_radii=list(gate_radii), gate_eps=gate_eps)
-        self.gf_radius, self.gate_radii, self.gate_eps = gf_radius, gate_radii, gate_eps
+        self.gf_radius = gf_radius
         self.set_arbiter(Arbiter(**arbiter) if arbiter is not None else None)
         self.stem = _conv_bn(6, widths[0], stride=2)
         self.down = _conv_bn(widths[0], widths[1], stride=2)
@@ -152,18 +138,6 @@ class LiteRefinementModule(ThreeLevelCascade):
         self.log_eps = nn.Parameter(torch.tensor(math.log(gf_eps)))
         # Residual factors: stride 8, stride 4, and stride 1 on (input mask, level-2 stride-4 output).
         self.prior_scale = nn.Parameter(torch.tensor([prior_scale, prior_scale, prior_scale, 0.0]))
-        if gate_radii:
-            # Candidates: filtered output, input mask, then (input mask, unfiltered output) per radius.
-            n = 2 + 2 * len(gate_radii)
-            # At stride 2, 3x3 convolutions dilated 1, 2, 4: it sees about 30 px around each pixel, enough to
-            # tell whether the mask's boundary follows the image's edges there.
-            self.gate = nn.Sequential(
-                nn.Conv2d(up_channels[1] + n, 32, 3, padding=1), nn.ReLU(inplace=True),
-                nn.Conv2d(32, 32, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
-                nn.Conv2d(32, 32, 3, padding=4, dilation=4), nn.ReLU(inplace=True), nn.Conv2d(32, n, 1))
-            nn.init.zeros_(self.gate[-1].weight)  # start as the first version: the filtered output, ~97%
-            with torch.no_grad():
-                self.gate[-1].bias.copy_(torch.tensor([math.log(32.0 * (n - 1))] + [0.0] * (n - 1)))
 
     def set_arbiter(self, arbiter: Arbiter | None) -> None:
         """Attach (or remove, with None) the arbiter; its hyper-parameters go into ``hparams`` and so into every
@@ -196,23 +170,5 @@ class LiteRefinementModule(ThreeLevelCascade):
         rgb = denormalize_image(image)
         guide = rgb + self.guide(image)
         p = torch.sigmoid(logits)
-        q = guided_filter(guide, p, self.gf_radius, self.log_eps.exp())
-        if self.gate_radii:
-            q = self._gated(q, p, (mask + 1) / 2, guide, s2)
-        q = q.clamp(1e-4, 1 - 1e-4)
+        q = guided_filter(guide, p, self.gf_radius, self.log_eps.exp()).clamp(1e-4, 1 - 1e-4)
         return torch.log(q) - torch.log1p(-q)  # logits, so pred_224 = sigmoid(out_224) = q
-
-    def _gated(self, q: torch.Tensor, p: torch.Tensor, m: torch.Tensor, guide: torch.Tensor,
-               s2: torch.Tensor) -> torch.Tensor:
-        """Per-pixel convex combination of the candidates (all B x 1 x H x W in [0, 1]): ``q`` the filtered
-        output, ``m`` the input mask, and guided filters of (m, p) at each gate radius r, fitted at stride
-        max(2, r // 2) (the fast guided filter). ``s2``: the stride-2 decoder features. The weights are
-        computed at stride 2 (on 2 x 2 means of the candidates) and upsampled, so at full resolution the gate
-        costs a softmax and a sum."""
-        both = torch.cat((m, p), 1)
-        cands = torch.cat([q, m] + [guided_filter(guide, both, r, self.gate_eps, max(2, r // 2)).clamp(0, 1)
-                                    for r in self.gate_radii], 1)
-        small = F.avg_pool2d(cands, 2, ceil_mode=True)
-        logits = self.gate(torch.cat((self._resize(s2, tuple(small.shape[-2:])), small), 1))
-        weights = torch.softmax(self._resize(logits, tuple(cands.shape[-2:])), 1)
-        return (weights * cands).sum(1, keepdim=True)

@@ -105,22 +105,6 @@ def test_fast_guided_filter():
                      .abs().mean()) < 0.02
 
 
-def test_gated_lite_starts_as_the_ungated_network():
-    """The gate (gate_radii) is a convex combination of candidates in [0, 1]; zero-initialised, it returns
-    the ungated network's output within a few hundredths, and its hyper-parameters travel with the weights."""
-    plain = seed_model(build_model('lite'), 5).eval()
-    gated = build_model('lite', gate_radii=[1, 3]).eval()
-    gated.load_state_dict({**gated.state_dict(), **plain.state_dict()})
-    assert gated.hparams == {**plain.hparams, 'gate_radii': [1, 3], 'gate_eps': 1e-3}
-    image, mask = torch.randn(2, 3, 40, 56), (torch.rand(2, 1, 40, 56) > 0.5).float() * 2 - 1
-    with torch.no_grad():
-        a, b = gated(image, mask)['pred_224'], plain(image, mask)['pred_224']
-        assert float(a.min()) >= 0 and float(a.max()) <= 1 and float((a - b).abs().max()) < 0.05
-        assert set(gated(image, mask, mask, mask)) >= {'pred_224', 'pred_56_2'}
-    with pytest.raises(ValueError, match='gate_radii'):
-        build_model('lite', gate_radii=[0])
-
-
 def test_train_arch_lite_checkpoint_evaluates(tmp_path, tiny_data, train_args):
     tiny_data()
     assert train_cli.main(train_args('--arch', 'lite', '--arch_args', '{"widths": [8, 8, 16, 16, 16]}',
