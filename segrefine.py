@@ -8,7 +8,7 @@ change one import and nothing else.
 
 By default the package's procedure runs (``compat='pip'``: images under L upscaled to L before the Global step, the
 Local stride L // 2, the fast mode's upscale with ``align_corners=True``) with cheaper arithmetic (Winograd
-convolutions on the CPU, folded batch norms, see :mod:`inference.engine`): 1.7-1.95x faster on a 2-core CPU, and
+convolutions on the CPU, folded batch norms, see :mod:`inference.engine` and docs/performance.md), and
 within one level of 255 of the package's outputs on 99.9% of pixels or more (Global+Local, where the global result
 is near 0.5, can flip more); ``exact=True`` gives the package's outputs bit for bit. ``compat='research'`` runs the
 authors' research procedure (``eval.py``, the papers' numbers). The input mask is thresholded at 127 as

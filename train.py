@@ -107,7 +107,8 @@ def _run_stages(method: Method, preset: str, only: str | None, exp_id: str, expl
         raise ValueError(f'--preset {preset}: the {method.name} method has '
                          + (f'the presets {", ".join(sorted(method.presets))}' if method.presets else 'no presets'))
     stages: tuple[Stage, ...] = method.presets[preset]
-    check_chain(method, preset, explicit)
+    if not only:  # one stage alone starts from --load, or from the stage before it already written
+        check_chain(method, preset, explicit)
     if only and only not in {s.name for s in stages}:
         raise ValueError(f'preset {preset!r} has no stage {only!r}; its stages: {", ".join(s.name for s in stages)}')
     if exp_id.upper() == 'NULL' and len(stages) > 1 and not only:

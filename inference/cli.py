@@ -27,7 +27,7 @@ def add_model_flags(parser: argparse.ArgumentParser, default: str = 'lite') -> N
     parser.add_argument('--exact', action='store_true',
                         help='the authors\' arithmetic operation for operation (direct convolutions, their order): '
                              'bit-identical to their code; default: the same function computed cheaper (Winograd '
-                             '3x3 convolutions on the CPU, folded batch norms), 1.7-1.95x faster, within about 1e-4')
+                             '3x3 convolutions on the CPU, folded batch norms; docs/performance.md), within about 1e-4')
     parser.add_argument('--max_pixels', type=int, default=image_io.MAX_PIXELS,
                         help='refuse images above this many pixels before decoding them (0: no limit)')
 

@@ -32,17 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--output', required=True, help='checkpoint to write: the network with its new arbiter')
     add_dataclass_flags(parser, ArbiterConfig, skip=('families',))
     shipped = ' '.join(f'{k}={v:g}' for k, v in ArbiterConfig().families.items())
-    parser.add_argument('--families', nargs='+', metavar='NAME=WEIGHT',
+    parser.add_argument('--families', nargs='+', metavar='NAME=WEIGHT', dest='family_weights',
                         help=f'coarse-mask families and their weights (default, as shipped: {shipped}; '
                              'dataset/degrade.py lists the synthetic ones, mediapipe is the real segmenter\'s)')
     args = parser.parse_args(argv)
     try:
         cfg = dataclass_from_args(ArbiterConfig, args)
-        if args.families:
+        if args.family_weights:
             try:
-                families = {name: float(weight) for name, _, weight in (f.partition('=') for f in args.families)}
+                families = {name: float(weight) for name, _, weight in (f.partition('=') for f in args.family_weights)}
             except ValueError:
-                parser.error(f'--families: NAME=WEIGHT pairs, got {" ".join(args.families)}')
+                parser.error(f'--families: NAME=WEIGHT pairs, got {" ".join(args.family_weights)}')
             cfg = dataclasses.replace(cfg, families=families)
     except ValueError as e:
         parser.error(str(e))

@@ -89,3 +89,30 @@ def train_args(tmp_path):
                 '--image_interval', '2', '--log_dir', str(tmp_path / 'runs'), '--save_dir', str(tmp_path / 'saves'),
                 '--steps', '1', '3', *extra]
     return args
+
+
+def blob_scene(h: int = 40, w: int = 56, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(H x W x 3 uint8 noise image with a darker box, H x W uint8 0/255 mask of that box)."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
+    image[mask > 0] //= 3
+    return image, mask
+
+
+def write_scenes(folder: Path, names: list[str], image: str = '{}.jpg', mask: str = '{}.png') -> Path:
+    """A :func:`blob_scene` per name in ``folder`` (made), files named by the ``image`` and ``mask`` patterns."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        im, m = blob_scene(seed=i)
+        Image.fromarray(im).save(folder / image.format(name))
+        Image.fromarray(m).save(folder / mask.format(name))
+    return folder
+
+
+@pytest.fixture()
+def scenes():
+    """:func:`write_scenes`."""
+    return write_scenes

@@ -32,12 +32,8 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def _blob(h: int = 40, w: int = 56, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    mask[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
-    image[mask > 0] //= 3
-    return image, mask
+    from conftest import blob_scene
+    return blob_scene(h, w, seed)
 
 
 # --- outputs that would replace an input or each other -------------------------------------------------------
@@ -64,30 +60,20 @@ def test_refine_refuses_two_outputs_of_one_name(tmp_path, caplog):
     assert not (tmp_path / 'x.png').exists()
 
 
-def test_refine_dir_refuses_images_whose_outputs_collide(tmp_path, caplog):
+def test_refine_dir_refuses_images_whose_outputs_collide(tmp_path, caplog, scenes):
     """a's panel is a_panel.png, which is also the mask of an image named a_panel: neither is written over the
     other; a third image goes on."""
-    src, out = tmp_path / 'in', tmp_path / 'out'
-    src.mkdir()
-    for name in ('a', 'a_panel', 'b'):
-        image, mask = _blob(seed=len(name))
-        Image.fromarray(image).save(src / f'{name}.jpg')
-        Image.fromarray(mask).save(src / f'{name}.png')
+    src, out = scenes(tmp_path / 'in', ['a', 'a_panel', 'b']), tmp_path / 'out'
     assert refine_cli.main(['--dir', str(src), '--output', str(out), '--visualize', '--L', '64']) == 1
     assert 'a_panel.png would also be written by a, a_panel' in caplog.text.replace(str(out) + '/', '')
     assert sorted(p.name for p in out.glob('*.png')) == ['b.png', 'b_panel.png']
 
 
-def test_crm_scale_outputs_never_replace_another_samples_mask(tmp_path, caplog):
+def test_crm_scale_outputs_never_replace_another_samples_mask(tmp_path, caplog, scenes):
     """CRM writes 0.5_a_mask.png for sample a: a sample named 0.5_a would be overwritten and scored wrongly."""
     crm = tmp_path / 'crm.pth'
     save_checkpoint(crm, seed_model(build_model('crm'), 4))
-    src, out = tmp_path / 'in', tmp_path / 'out'
-    src.mkdir()
-    for name in ('a', '0.5_a', 'c'):
-        image, mask = _blob(seed=len(name))
-        Image.fromarray(image).save(src / f'{name}_im.png')
-        Image.fromarray(mask).save(src / f'{name}_seg.png')
+    src, out = scenes(tmp_path / 'in', ['a', '0.5_a', 'c'], '{}_im.png', '{}_seg.png'), tmp_path / 'out'
     assert eval_cli.main(['--dir', str(src), '--output', str(out), '--model', str(crm), '--scales', '0.5', '1.0']) == 1
     assert '0.5_a_mask.png would also be written by 0.5_a, a' in caplog.text.replace(str(out.resolve()) + '/', '')
     assert not (out / '0.5_a_mask.png').exists() and (out / 'c_mask.png').is_file()

@@ -2,7 +2,7 @@
 
 A refinement network at 900 x 900 allocates and frees tensors of tens to hundreds of MB at every layer. glibc
 serves blocks above 32 MB (its largest dynamic threshold) with ``mmap`` and unmaps them when they are freed,
-so every layer's output is faulted in again page by page: on the 2-core development CPU, one CascadePSP
+so every layer's output is faulted in again page by page: on a 2-core AMD EPYC CPU, one CascadePSP
 forward pass at 904 x 904 took about 4.5 M minor page faults and a quarter of its CPU time in the kernel
 (37 s, against 25-28 s with freed memory kept; peak RSS 2.4 against 2.9 GiB). The cost is fragmentation:
 freed blocks that the next request does not fit stay resident until the block ends.

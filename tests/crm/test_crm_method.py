@@ -23,12 +23,8 @@ def crm_file(tmp_path_factory):
 
 
 def _blob(h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    mask[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
-    image[mask > 0] //= 3
-    return image, mask
+    from conftest import blob_scene
+    return blob_scene(h, w, seed)
 
 
 def test_global_only_and_tiny_images(crm_file, tmp_path):
