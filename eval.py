@@ -32,6 +32,7 @@ from inference.scene import refine_split_folder
 from models.checkpoint import CheckpointError
 from util import distributed
 from util.atomic import OverwritesInput, refuse_overwriting_inputs
+from util.image_io import pixel_limit
 from util.malloc import keep_freed_memory
 from util.runner import RunReport
 
@@ -65,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             model.to(f'cuda:{local_rank}')
         refuse_overwriting_inputs({'--output': args.output, '--visualize': args.visualize}, {'--dir': args.dir})
         if args.ade:
-            with keep_freed_memory(), precision_scope(args.precision, args.device):
+            with keep_freed_memory(), pixel_limit(args.max_pixels), precision_scope(args.precision, args.device):
                 ade = refine_split_folder(model, args.dir, args.output, cfg, args.overwrite)
         else:
-            with keep_freed_memory():  # a command line owns its process (util.malloc)
+            with keep_freed_memory(), pixel_limit(args.max_pixels):  # a command line owns its process
                 report = refine_folder(model, args.dir, args.output, cfg, overwrite=args.overwrite,
                                        clear_cache=args.clear, visualize_dir=args.visualize, shard=(rank, world),
                                        progress=rank == 0, precision=args.precision)

@@ -22,7 +22,7 @@ from inference.refiner import Refiner
 from models.checkpoint import CheckpointError
 from util.devices import DeviceError
 from util.atomic import OverwritesInput, check_output_file, ensure_folder, refuse_overwriting_inputs
-from util.image_io import ImageReadError
+from util.image_io import ImageReadError, pixel_limit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     # A command line owns its process: it keeps freed memory for the whole run (util.malloc).
     refiner = Refiner(model=model, device=args.device, precision=args.precision, exact=args.exact,
                       keep_freed_memory=True)
+    with pixel_limit(args.max_pixels):
+        return _run(refiner, args, opts, log)
+
+
+def _run(refiner: Refiner, args: argparse.Namespace, opts: RefineOptions, log: logging.Logger) -> int:
     if args.dir:
         report = refine_directory(refiner, args.dir, args.output, args.mask_suffix, opts,
                                   bool(args.visualize), bool(args.cutout))
@@ -91,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info('wrote %s', args.output)
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -184,6 +185,17 @@ def score_against_reference(triplets: list[tuple[str, Path, Path, Path]], method
     JPEG masks are thresholded at 127, as the authors do."""
     return _score(((name, read_rgb(im), binarize(read_grey(coarse)), binarize(read_grey(ref)))
                    for name, im, coarse, ref in triplets), methods, None)
+
+
+def results_from_json(data: dict) -> dict[str, dict[str, MethodResult]]:
+    """The results that ``scripts/benchmark_learning.py`` wrote to ``results.json`` (family -> method -> summary
+    with ``seconds`` and ``per_image_mba``), as :class:`MethodResult` objects whose scores carry the per-image mBA
+    only: enough for :func:`comparison_markdown`, so every table of the benchmark comes from its JSON output."""
+    return {family: {method: MethodResult(method, {k: v for k, v in r.items() if k not in ('seconds', 'per_image_mba')},
+                                          r['seconds'], [SimpleNamespace(mask_mba=float('nan') if m is None else m)
+                                                         for m in r['per_image_mba']])
+                     for method, r in by_method.items()}
+            for family, by_method in data.items()}
 
 
 def results_markdown(results: dict[str, dict[str, MethodResult]]) -> str:

@@ -85,7 +85,6 @@ def parse(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Nam
 
 def main(argv: list[str] | None = None) -> int:
     parser, args = parse(argv)
-    image_io.set_max_pixels(args.max_pixels)
     method = METHODS['magnet']
     try:
         cfg = dataclass_from_args(method.InferConfig, args)
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return result.stats
 
     # Two images of one stem (data/0_sat.png, data/b/0_sat.png) would write the same NAME_pred.png: both refused.
-    with keep_freed_memory():  # a command line owns its process (util.malloc)
+    with keep_freed_memory(), image_io.pixel_limit(args.max_pixels):  # a command line owns its process
         report = run_items(items, process, lambda item: str(item.image),
                            outputs=lambda item: list(prediction_files(item).values()))
     results = {'dataset': spec.name, 'images': report.done, 'scored_images': len(scored),

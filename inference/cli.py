@@ -58,7 +58,6 @@ def parse_with_model(parser: argparse.ArgumentParser, argv: list[str] | None,
             action.help = help_overrides[action.dest]
     args = parser.parse_args(argv)
     args.device = str(device)
-    image_io.set_max_pixels(args.max_pixels)
     check_precision(args.precision, args.device)
     try:
         cfg = dataclass_from_args(method_of_model(model).InferConfig, args)

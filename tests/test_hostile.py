@@ -301,7 +301,11 @@ def test_pixel_limit_is_ours_not_pil_s(tmp_path, caplog):
     assert '40x30 is 0 megapixels, over the limit of 0 (--max_pixels raises it)' in caplog.text
     from util import image_io
     assert image_io.Image.MAX_IMAGE_PIXELS is None  # PIL's bomb guard would stop 90-179 MP photos
-    image_io.set_max_pixels(400_000_000)
+    assert image_io._LIMIT.get() == image_io.MAX_PIXELS  # the command's limit did not outlive it
+    with image_io.pixel_limit(1000):  # a parameter of a block, not global state
+        with pytest.raises(image_io.ImageReadError, match='over the limit'):
+            image_io.read_rgb(src / 'a_im.png')
+    assert image_io.read_rgb(src / 'a_im.png').shape == (30, 40, 3)
 
 
 def test_a_tar_member_outside_the_folder_is_a_message(tmp_path):

@@ -194,3 +194,21 @@ def test_worst_losses_are_listed_and_drawn(tmp_path):
     with pytest.raises(SystemExit):  # panels without the filters they compare with: refused up front
         main(['--panels', '--no-filters', '--output', str(tmp_path / 'none')])
     assert not (tmp_path / 'none').exists()
+
+
+def test_make_table_of_the_learning_benchmark(tmp_path, capsys):
+    """The README's table comes from the benchmark's results.json: best classical per family, W/T/L per image."""
+    from scripts import make_table
+
+    def method(iou, mba, per_image):
+        return {'new_iou': iou, 'new_mba': mba, 'seconds': 1.0, 'per_image_mba': per_image}
+    data = {'fam': {'input': method(0.9, 0.5, [0.5, 0.5, 0.5]),
+                    'guided filter r=(H+W)/75 eps=0.001': method(0.91, 0.6, [0.6, 0.6, 0.6]),
+                    'closed-form matting, trimap 10 px': method(0.92, 0.55, [0.55, 0.55, 0.55]),
+                    'lite': method(0.93, 0.65, [0.7, 0.6, 0.5])}}
+    (tmp_path / 'results.json').write_text(json.dumps(data))
+    assert make_table.main(['--learning', str(tmp_path / 'results.json'), '--model', 'lite']) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert row == ('| fam | 90.00 / 50.00 | 91.00 / 60.00 (guided filter r=(H+W)/75 eps=0.001) | 93.00 / 65.00 | '
+                   '1/1/1 |')
+    assert make_table.main(['--learning', str(tmp_path / 'results.json'), '--model', 'other']) == 2

@@ -10,7 +10,10 @@ For a practitioner's files (``refine.py``), ``exif=True`` applies the JPEG's EXI
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +22,24 @@ from PIL import Image, ImageOps
 
 #: PIL modes of grey images with more than 8 bits per pixel.
 _WIDE_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
-#: Images above this many pixels are refused before they are decoded (0: no limit). PIL's own guard (a
-#: "decompression bomb" warning above 89 MP, an error above 179 MP) would stop legitimate large photos; this
-#: one names the file and the flag that raises it (``--max_pixels``).
+#: Images above this many pixels are refused before they are decoded (0: no limit), unless a :func:`pixel_limit`
+#: block says otherwise. PIL's own guard (a "decompression bomb" warning above 89 MP, an error above 179 MP) would
+#: stop legitimate large photos; this one names the file and the flag that raises it (``--max_pixels``).
 MAX_PIXELS = 400_000_000
 Image.MAX_IMAGE_PIXELS = None
+_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar('max_pixels', default=MAX_PIXELS)
 
 
-def set_max_pixels(limit: int) -> None:
-    """Set :data:`MAX_PIXELS` (0: no limit)."""
-    global MAX_PIXELS
-    MAX_PIXELS = int(limit)
+@contextlib.contextmanager
+def pixel_limit(limit: int) -> Iterator[None]:
+    """Within the block, and in this thread or task only, refuse images above ``limit`` pixels (0: no limit);
+    the limit before the block is restored after it."""
+    token = _LIMIT.set(int(limit))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
 
 #: File suffixes read as images.
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.bmp')
@@ -51,9 +61,10 @@ def _open(path: str | os.PathLike, exif: bool = False) -> Image.Image:
         raise ImageReadError(f'{path}: no such file')
     try:
         image = Image.open(path)
-        if MAX_PIXELS and image.width * image.height > MAX_PIXELS:
+        limit = _LIMIT.get()
+        if limit and image.width * image.height > limit:
             raise ImageReadError(f'{path}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} '
-                                 f'megapixels, over the limit of {MAX_PIXELS / 1e6:.0f} (--max_pixels raises it)')
+                                 f'megapixels, over the limit of {limit / 1e6:.0f} (--max_pixels raises it)')
         image.load()
         if exif:  # the orientation a viewer shows (phone photos are often stored rotated)
             image = ImageOps.exif_transpose(image)
