@@ -155,8 +155,7 @@ class OnnxCascade(nn.Module):
         try:
             meta = json.loads((folder / META).read_text())
             self.arch, self.hparams, self.folder = meta['arch'], meta['hparams'], folder
-            network = ARCHITECTURES[self.arch]  # the Local step's defaults are the PyTorch network's
-            self.local_levels, self.local_stride_fraction = network.local_levels, network.local_stride_fraction
+            ARCHITECTURES[self.arch]  # a known architecture: the Local step's defaults follow it (its arch)
             arbiter = Arbiter(**self.hparams['arbiter']) if self.hparams.get('arbiter') is not None else None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f'{folder / META}: not the description of an export ({e!r}); export again') from e

@@ -13,6 +13,26 @@ PAPER_STRIDE = 450
 
 
 @dataclass(frozen=True)
+class LocalPolicy:
+    """How the Local step runs for an architecture when the config does not say: an inference setting, kept here
+    with the method rather than on the network."""
+    levels: int = 2                     #: cascade levels per crop: 2 (levels 2 and 3, the authors'), or 1 (level 3)
+    stride_fraction: float | None = None  #: crop stride as a fraction of L; None: the paper's 450 px, whatever L
+
+
+#: The Local step's defaults per architecture (any other: the authors'). ``lite``: level 3 alone scored within
+#: 0.15 mBA of levels 2-3 on every held-out family, in half the crop time; its crops step 7/9 of L (700 px at
+#: L = 900), since its predictions of overlapping crops agree where they overlap (on Figure 1: 3 crops instead of
+#: 10, 65 of 8.1 M pixels across 0.5; docs/experiments/lite.md).
+LOCAL_POLICIES: dict[str, LocalPolicy] = {'cascadepsp': LocalPolicy(), 'lite': LocalPolicy(1, 7 / 9)}
+
+
+def local_policy(model: Any) -> LocalPolicy:
+    """The Local step's defaults for ``model``'s architecture (its ``arch``)."""
+    return LOCAL_POLICIES.get(model.arch, LocalPolicy())
+
+
+@dataclass(frozen=True)
 class CascadeConfig:
     """Inference hyper-parameters (pixels). Defaults are the paper's, but the stride's: the architecture's (the
     paper's for ``cascadepsp``). Every field is an ``eval.py`` and ``refine.py`` flag."""
@@ -65,12 +85,16 @@ class CascadeConfig:
         return self.global_only
 
     def local_stride(self, model: Any) -> int:
-        """The Local step's stride (px): :attr:`stride`, or the architecture's default (``local_stride_fraction`` of
-        L, at least twice the margin plus one; none: the paper's :data:`PAPER_STRIDE`)."""
+        """The Local step's stride (px): :attr:`stride`, or the architecture's default (:data:`LOCAL_POLICIES`: a
+        fraction of L, at least twice the margin plus one; none: the paper's :data:`PAPER_STRIDE`)."""
         if self.stride is not None:
             return self.stride
-        fraction = getattr(model, 'local_stride_fraction', None)
+        fraction = local_policy(model).stride_fraction
         return PAPER_STRIDE if fraction is None else max(round(self.L * fraction), 2 * self.margin + 1)
+
+    def levels(self, model: Any) -> int:
+        """The cascade levels the Local step runs per crop: :attr:`local_levels`, or the architecture's default."""
+        return self.local_levels or local_policy(model).levels
 
     def resolved(self, model: Any) -> 'CascadeConfig':
         """This config with the defaults that depend on the network filled in (the stride), as a results folder

@@ -116,7 +116,7 @@ def _foreground(seg: torch.Tensor, win: Window) -> float:
 def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pred_56: torch.Tensor,
                cfg: CascadeConfig = CascadeConfig()) -> tuple[torch.Tensor, int]:
     """Refine L x L crops at full resolution with levels 2-3 (or level 3 alone: ``cfg.local_levels``, by default
-    the model's ``local_levels``: 2 unless its architecture says otherwise) and fuse them. The crops step
+    the architecture's, :data:`methods.cascadepsp.config.LOCAL_POLICIES`) and fuse them. The crops step
     ``cfg.local_stride(model)`` - 2 * margin px (the paper's stride, 450, unless the architecture says otherwise).
 
     Args:
@@ -130,7 +130,7 @@ def local_step(model: nn.Module, image: torch.Tensor, pred_224: torch.Tensor, pr
     """
     h, w = image.shape[-2:]
     dev = model_device(model)
-    levels = cfg.local_levels or model.local_levels
+    levels = cfg.levels(model)
     # The binarised global mask is the crop's input mask; the soft stride-4 map replaces level 1's output.
     # Full-resolution buffers are what limits the image size: the binarised mask is kept as bool, the crop
     # counts as uint8, and arithmetic happens in place (the same operations, so the same values).

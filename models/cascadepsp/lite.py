@@ -89,13 +89,6 @@ class LiteRefinementModule(ThreeLevelCascade):
     """
 
     arch = 'lite'
-    #: The Local step runs level 3 alone on each crop (methods.cascadepsp.config.CascadeConfig.local_levels): on
-    #: the held-out benchmark it scored within 0.15 mBA of levels 2-3 on every family, in half the crop time.
-    local_levels = 1
-    #: Its crops step 7/9 of L (668 px at L = 900, against the paper's 418): lite's predictions of overlapping crops
-    #: agree where they overlap, so the paper's fourfold overlap mostly recomputes them. On Figure 1 this runs 3
-    #: crops instead of 10 and moves 65 of its 8.1 M pixels across 0.5 (docs/cascadepsp.md, "Local stride").
-    local_stride_fraction = 7 / 9
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96, 128), blocks: tuple[int, ...] = (1, 1, 1, 1),
                  psp_channels: int = 96, up_channels: tuple[int, int] = (48, 16), gf_radius: int = 4,

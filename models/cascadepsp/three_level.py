@@ -30,12 +30,6 @@ class ThreeLevelCascade(nn.Module):
 
     arch: str = ''
     hparams: dict[str, Any] = {}
-    #: Levels the Local step runs on each crop by default (methods.cascadepsp.config.CascadeConfig.local_levels):
-    #: 2, levels 2 and 3, as the authors do; an architecture may choose level 3 alone (1).
-    local_levels: int = 2
-    #: The Local step's default crop stride as a fraction of L (methods.cascadepsp.config.CascadeConfig.stride);
-    #: None: the paper's 450 px, whatever L.
-    local_stride_fraction: float | None = None
 
     def encode(self, image: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, m3: torch.Tensor) -> Any:
         """Features of the image and three mask channels (all B x . x H x W, masks in [-1, 1])."""

@@ -102,7 +102,7 @@ class _Recording(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.model, self.calls, self.local_levels = model, [], model.local_levels
+        self.model, self.calls, self.arch = model, [], model.arch  # the Local step's defaults follow the arch
 
     def forward(self, image, mask, inter_s8=None, inter_s4=None, outputs=None):
         self.calls.append((inter_s8 is not None, inter_s4 is not None and torch.equal(inter_s4, inter_s8)))
