@@ -42,13 +42,40 @@ from util.guided_filter import (apply_coefficients, guided_filter, guided_filter
 from util.transforms import unit_rgb
 
 
+#: Rows per strip where a full-resolution intermediate would be large (the gradient's grey image and Sobel
+#: responses; the final filter's samples): each strip's values are the whole image's, computed piecewise.
+_STRIP_PIXELS = 4_000_000
+
+
+def _gradient_magnitude(rgb: np.ndarray) -> np.ndarray:
+    """H x W float32 Sobel gradient magnitude of the [0, 1] grey image. Above :data:`_STRIP_PIXELS` it is computed
+    by strips of rows, each read with one row of context on either side (reflected, as OpenCV's default border,
+    only at the image's own edges), so every value is the whole-image computation's while the grey image and both
+    Sobel responses exist one strip at a time (at 96 megapixels they were 1.2 GB together)."""
+    h, w = rgb.shape[:2]
+    rows = max(1, _STRIP_PIXELS // max(w, 1))
+    if rows >= h:
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+        gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
+        return np.sqrt(gx * gx + gy * gy)
+    out = np.empty((h, w), np.float32)
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        a, b = max(0, y0 - 1), min(h, y1 + 1)
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb[a:b]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+        padded = cv2.copyMakeBorder(grey, int(y0 == 0), int(y1 == h), 0, 0, cv2.BORDER_REFLECT_101)
+        gx, gy = cv2.Sobel(padded, cv2.CV_32F, 1, 0)[1:-1], cv2.Sobel(padded, cv2.CV_32F, 0, 1)[1:-1]
+        out[y0:y1] = np.sqrt(gx * gx + gy * gy)
+    return out
+
+
 def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Distance to the other side at pixels (ys, xs) of H x W bool ``binary``, positive inside, in ``unit`` px,
     clipped to +-8 (float32, one value per pixel)."""
     if not binary.any() or binary.all():  # no boundary at all: everything is far on one side
         return np.full(len(ys), 8.0 if binary.all() else -8.0, np.float32)
     b = np.ascontiguousarray(binary, dtype=bool).view(np.uint8)
-    inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)[ys, xs]
+    inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)[ys, xs]  # indexed at once: one H x W float map at a time
     outside = cv2.distanceTransform(b ^ 1, cv2.DIST_L2, 3)[ys, xs]
     return np.clip((inside - outside) / unit, -8, 8).astype(np.float32)
 
@@ -157,9 +184,7 @@ class Arbiter(nn.Module):
             pooled = pooled or self.pool(rgb, mask, prob)
             values, band, small_side, small_mask = self._sparse_candidates(rgb, mask, prob, radii, step, pooled)
             ys, xs = np.nonzero(band)
-        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
-        gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
-        grad = np.sqrt(gx * gx + gy * gy)
+        grad = _gradient_magnitude(rgb)
         scale = np.percentile(grad[::step, ::step], 99) + 1e-3
         cues = [torch.logit(values, eps=0.005),
                 torch.from_numpy(np.stack([_signed_distance(mask, unit, ys, xs),
@@ -292,11 +317,13 @@ class Arbiter(nn.Module):
         full-resolution pixels (ry, rx) of H x W x 3 uint8 ``rgb``: the coefficients sampled bilinearly there, as
         F.interpolate(align_corners=False) would, and applied to the pixels' colours. K x N each, in [0, 1]."""
         h, w = rgb.shape[:2]
-        grid = torch.stack([torch.from_numpy((2 * rx + 1) / w - 1), torch.from_numpy((2 * ry + 1) / h - 1)], -1)
-        grid = grid.float()[None, None]
-        pixels = torch.from_numpy(rgb[ry, rx].astype(np.float32)).T[None] / 255  # 1 x 3 x N
-        out = []
-        for ab in coefficients:
-            ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
-            out.append(apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0].clamp_(0, 1))
-        return out
+        parts: list[list[torch.Tensor]] = [[] for _ in coefficients]
+        for i in range(0, max(len(ry), 1), _STRIP_PIXELS):  # pixel by pixel: chunks give the same values
+            cy, cx = ry[i:i + _STRIP_PIXELS], rx[i:i + _STRIP_PIXELS]
+            grid = torch.stack([torch.from_numpy((2 * cx + 1) / w - 1), torch.from_numpy((2 * cy + 1) / h - 1)], -1)
+            grid = grid.float()[None, None]
+            pixels = torch.from_numpy(rgb[cy, cx].astype(np.float32)).T[None] / 255  # 1 x 3 x n
+            for k, ab in enumerate(coefficients):
+                ab = F.grid_sample(ab, grid, mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
+                parts[k].append(apply_coefficients(*unpack_coefficients(ab, 3), pixels)[0].clamp_(0, 1))
+        return [torch.cat(p, -1) for p in parts]
