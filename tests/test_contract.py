@@ -58,6 +58,7 @@ def _magnet_training(tmp_path, image: np.ndarray) -> dict:
 
 
 @pytest.mark.parametrize('name,arch', CASES)
+@pytest.mark.slow
 def test_method_contract(name, arch, tmp_path, tiny_data):
     method = METHODS[name]
     assert issubclass(method.TrainConfig, TrainConfig) and dataclasses.is_dataclass(method.InferConfig)

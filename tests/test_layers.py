@@ -1,9 +1,10 @@
 """The layers of the tree: every import of every project module (inside functions too) goes downwards.
 
     entry points (train.py, eval.py, ...), scripts/     may import anything
-    inference/  training/        (training may use inference for validation, never the reverse)
+    training/  evaluation/       (both may run inference: validation, benchmarks, MagNet's test.py driver)
+    inference/                   (drivers that run a method; never evaluation's)
     methods/                     (methods/X never imports methods/Y; others reach a method through METHODS)
-    models/  dataset/  evaluation/   (evaluation may read dataset's folder layouts)
+    models/  dataset/
     util/                        (imports nothing from the project)
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ ALLOWED = {
     'util': set(),
     'models': {'util'},
     'dataset': {'util'},
-    'evaluation': {'util', 'dataset'},
-    'methods': {'util', 'models', 'dataset', 'evaluation'},
-    'inference': {'util', 'models', 'dataset', 'evaluation', 'methods'},
+    'methods': {'util', 'models', 'dataset'},
+    'inference': {'util', 'models', 'dataset', 'methods'},
+    # Metrics, benchmarks and the evaluation drivers that run a method and score it (MagNet's test.py).
+    'evaluation': {'util', 'models', 'dataset', 'methods', 'inference'},
     'training': {'util', 'models', 'dataset', 'evaluation', 'methods', 'inference'},
 }
 

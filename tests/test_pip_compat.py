@@ -37,6 +37,7 @@ def _scene(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+@pytest.mark.slow
 def test_the_packages_api_and_inputs(folder, caplog):
     refiner = segrefine.Refiner(device='cpu', model_folder=folder, download_and_check_model=True)
     assert 'MD5 of the model file does not match' in caplog.text  # seeded weights: warned, loaded as theirs

@@ -45,6 +45,7 @@ def engine_model(request, seeded_model):
 
 
 @pytest.mark.parametrize('c', [0, 1, 2])
+@pytest.mark.slow
 def test_module_reproduces_reference(engine_model, cascade_ref, c):
     seeded_model = engine_model
     image, mask, L, stride, min_size = _case(cascade_ref, c)
@@ -212,6 +213,7 @@ def _copy_cases(cascade_ref, folder, cases):
         _save(folder, f'case{c}', image, mask, gt=mask)
 
 
+@pytest.mark.slow
 def test_eval_cli_reproduces_reference(cascade_ref, seeded_checkpoint, tmp_path):
     model = ['--model', str(seeded_checkpoint), '--device', 'cpu']
     # Global+Local on case 1 (case 0, with the same code path, is covered by the module test).
@@ -235,6 +237,7 @@ def test_eval_cli_reproduces_reference(cascade_ref, seeded_checkpoint, tmp_path)
         _assert_uint8_matches(out / f'case{c}_mask.png', cascade_ref[f'case{c}_global_only'])
 
 
+@pytest.mark.slow
 def test_eval_cli_bad_inputs_skip_and_resume(seeded_checkpoint, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     src, out = tmp_path / 'in', tmp_path / 'out'
@@ -283,6 +286,7 @@ def test_eval_cli_wrong_checkpoint(tmp_path, caplog):
     assert str(bad) in caplog.text and 'missing keys (1)' in caplog.text
 
 
+@pytest.mark.slow
 def test_refiner_api(seeded_model, seeded_checkpoint):
     refiner = Refiner(seeded_checkpoint, device='cpu')
     image, mask = _blob(45, 61)

@@ -28,6 +28,7 @@ def test_config_cli_keeps_authors_flags():
     assert parse_args([]).exp_id == 'NULL' and TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+@pytest.mark.slow
 def test_train_checkpoint_eval_and_resume(tmp_path, caplog, tiny_data, train_args):
     tiny_data()
     val = tmp_path / 'val'
@@ -102,6 +103,7 @@ def test_non_finite_loss_stops_without_saving(tmp_path, monkeypatch, caplog, tin
     assert [p.name for p in run.iterdir()] == ['config.json']
 
 
+@pytest.mark.slow
 def test_loss_falls_when_overfitting_one_batch():
     torch.manual_seed(0)
     model = RefinementModule().train()
@@ -123,6 +125,7 @@ def test_loss_falls_when_overfitting_one_batch():
     assert losses[-1] < 0.7 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_on_cpu(tmp_path, tiny_data, train_args):
     """The DistributedDataParallel path (gloo on CPU): both ranks train, rank 0 alone writes."""
     import os
