@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     log = logging.getLogger('eval')
     rank, local_rank, world = distributed.init()  # under torchrun, each rank refines a share of the folder
+    setup_error = None
     try:
         args, model, cfg = parse_with_model(parser, argv)
         if args.method and args.method != method_of_model(model).name:
@@ -74,15 +75,25 @@ def main(argv: list[str] | None = None) -> int:
                                        clear_cache=args.clear, visualize_dir=args.visualize, shard=(rank, world),
                                        progress=rank == 0, precision=args.precision)
     except (CheckpointError, OverwritesInput, SettingsMismatch, OSError, ValueError) as e:
-        log.error('%s', e)
-        distributed.cleanup()
-        return 2
-    if args.ade:
+        if world == 1:
+            log.error('%s', e)
+            return 2
+        # Under torchrun a rank that stops must still meet the others where they gather their reports: leaving
+        # would end their run in a raw "Connection closed by peer" traceback. Rank 0 says what went wrong, once.
+        setup_error = str(e)
+        report = RunReport()
+    if world == 1 and args.ade:
         log.info('%s', ade.summary())
         return 1 if ade.failures else 0
     if world > 1:  # rank 0 reports for every rank
-        reports = distributed.gather_objects(report)
+        reports, errors = zip(*distributed.gather_objects((report, setup_error)))
         distributed.cleanup()
+        if any(errors):
+            if rank == 0:
+                for message in dict.fromkeys(f'{m}' + ('' if errors.count(m) == world else f' (rank {errors.index(m)})')
+                                             for m in errors if m):
+                    log.error('%s', message)
+            return 2
         if rank:
             return 1 if report.failures else 0
         report = RunReport(done=sum(r.done for r in reports), skipped=sum(r.skipped for r in reports),

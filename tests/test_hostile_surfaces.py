@@ -339,3 +339,27 @@ def test_a_trickling_download_stalls_with_an_honest_message(tmp_path, monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize('rank,ok_here', [(1, False), (0, True)])
+def test_torchrun_rank_failing_its_setup_meets_the_others(tmp_path, monkeypatch, caplog, rank, ok_here, scenes):
+    """Under torchrun, a rank that fails on a bad setting still meets the others where they gather their reports
+    (so no rank dies on gloo's "Connection closed by peer"), and rank 0 prints the message once. Two ranks are
+    played in one process: this one, and the other's gathered (report, error)."""
+    from util import distributed
+    from util.runner import RunReport
+    src = scenes(tmp_path / 'in', ['a'], '{}_im.png', '{}_seg.png')
+    (tmp_path / 'afile').write_text('x')
+    other = (RunReport(done=1), None) if not ok_here else (RunReport(), f'{tmp_path / "afile"}: cannot write output')
+    gathered = []
+
+    def gather(obj):
+        gathered.append(obj)
+        return [obj, other] if rank == 0 else [other, obj]
+    monkeypatch.setattr(distributed, 'init', lambda: (rank, rank, 2))
+    monkeypatch.setattr(distributed, 'gather_objects', gather)
+    output = tmp_path / ('out' if ok_here else 'afile')  # this rank's setup fails on a file in the way
+    assert eval_cli.main(['--dir', str(src), '--output', str(output), '--L', '64', '--device', 'cpu']) == 2
+    assert len(gathered) == 1 and (gathered[0][1] is None) == ok_here  # it reached the gathering, error or not
+    errors = [r.message for r in caplog.records if r.levelname == 'ERROR']
+    assert errors == ([] if rank else [f'{tmp_path / "afile"}: cannot write output (rank 1)'])
