@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         distributed.cleanup()
         if any(errors):
             if rank == 0:
-                for message in dict.fromkeys(f'{m}' + ('' if errors.count(m) == world else f' (rank {errors.index(m)})')
-                                             for m in errors if m):
-                    log.error('%s', message)
+                for message in dict.fromkeys(m for m in errors if m):  # each distinct message once
+                    ranks = [str(r) for r, m in enumerate(errors) if m == message]
+                    log.error('%s%s', message, '' if len(ranks) == world else f' (rank {", ".join(ranks)})')
             return 2
         if rank:
             return 1 if report.failures else 0

@@ -126,11 +126,13 @@ class ImageScore:
         return {**asdict(self), 'seg_iou': self.seg_iou, 'mask_iou': self.mask_iou}
 
 
-def resize_like(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a uint8 grey mask with PIL's bilinear filter, as ``eval_post`` does for odd-sized outputs."""
+def resize_like(mask: np.ndarray, height: int, width: int, labels: bool = False) -> np.ndarray:
+    """Resize a uint8 grey mask with PIL's bilinear filter (antialiased when it shrinks), as the authors'
+    ``eval_post`` does for refined masks of another size; a label map (``labels``) nearest-neighbour, so that no
+    label is invented between two others."""
     if mask.shape == (height, width):
         return mask
-    return np.asarray(Image.fromarray(mask).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST if labels else Image.BILINEAR))
 
 
 def score_image(name: str, gt: np.ndarray, seg: np.ndarray, mask: np.ndarray,
@@ -139,12 +141,12 @@ def score_image(name: str, gt: np.ndarray, seg: np.ndarray, mask: np.ndarray,
 
     Args:
         gt, seg, mask: H x W uint8 in 0..255 (binary case) or label maps (``multiclass``). ``mask`` is
-            resized to the ground truth's size with PIL bilinear when it differs. ``seg`` must have the
+            resized to the ground truth's size when it differs (:func:`resize_like`). ``seg`` must have the
             ground truth's size.
     """
     if seg.shape != gt.shape:
         raise ValueError(f'{name}: input mask {seg.shape} and ground truth {gt.shape} differ in size')
-    mask = resize_like(mask, *gt.shape)
+    mask = resize_like(mask, *gt.shape, labels=multiclass)
     small = int(seg.sum(dtype=np.int64)) < SMALL_OBJECT_SUM
     if multiclass:
         gt_b, seg_b, mask_b = gt, seg, mask

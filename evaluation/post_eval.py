@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import progressbar
-from PIL import Image
 
 from dataset.folders import find_groups
 from util.atomic import write_text
@@ -44,14 +42,6 @@ def find_triplets(folder: str | os.PathLike, mask_prefix: str = '') -> tuple[lis
     return [Triplet(g.name, g.files['key'], g.files['seg'], g.files['mask']) for g in groups], problems
 
 
-def resize_to(mask: np.ndarray, shape: tuple[int, int], labels: bool = False) -> np.ndarray:
-    """The authors' eval_post resize of a refined ``mask`` (H' x W') to ``shape`` (H, W): PIL's bilinear filter
-    on the 8-bit mask (antialiased when it shrinks, as PIL's resize is); nearest-neighbour for a label map
-    (``labels``), so that no label is invented between two others."""
-    image = Image.fromarray(mask)
-    return np.asarray(image.resize((shape[1], shape[0]), Image.NEAREST if labels else Image.BILINEAR))
-
-
 def _score(args: tuple[Triplet, bool, bool]) -> tuple[ImageScore | None, str | None]:
     """(score, None), (score, warning) for a refined mask resized to its ground truth, or (None, problem)."""
     triplet, multiclass, strict_sizes = args
@@ -71,11 +61,10 @@ def _score(args: tuple[Triplet, bool, bool]) -> tuple[ImageScore | None, str | N
             problem = size_mismatch(triplet.mask, mask.shape, triplet.gt, gt.shape)
             if strict_sizes:
                 return None, problem
-            # The authors' eval_post resizes every refined mask to the ground truth's size: that is how the
-            # published numbers of other methods' outputs (often written at another resolution) were computed.
+            # The authors' eval_post resizes every refined mask to the ground truth's size (score_image does): that
+            # is how the published numbers of other methods' outputs, often written at another resolution, came.
             warning = f'{problem}: resized to the ground truth ({"nearest" if multiclass else "bilinear"}), as the ' \
                       'authors\' eval_post does'
-            mask = resize_to(mask, gt.shape, labels=multiclass)
         return score_image(triplet.name, gt, seg, mask, multiclass=multiclass), warning
     except (ImageReadError, ValueError) as e:
         return None, str(e)
@@ -87,7 +76,7 @@ def evaluate_folder(folder: str | os.PathLike, mask_prefix: str = '', workers: i
     """Score every complete triplet of ``folder``.
 
     A refined mask of another size than its ground truth is resized to it, as the authors' eval_post does
-    (:func:`resize_to`): each is logged as a warning and counted in the summary's ``resized_masks``. With
+    (:func:`evaluation.metrics.resize_like`): each is logged as a warning and counted in the summary's ``resized_masks``. With
     ``strict_sizes`` it is a problem instead.
 
     Returns (summary of :func:`evaluation.metrics.summarize` with ``resized_masks``, per-image scores, problems).

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from util.boxes import Box
-from evaluation.metrics import boundary_accuracy
+from evaluation.metrics import boundary_accuracy, resize_like
 
 NUM_CLASSES = 150
 #: Minimum size (pixels, exclusive) of a class in the input and of a closed component.
@@ -106,8 +105,7 @@ def fuse(seg: np.ndarray, components: list[tuple[int, Box | None, np.ndarray]]) 
         if box is None:
             continue
         y0, y1, x0, x1 = box
-        if png.shape != (y1 - y0, x1 - x0):
-            png = np.asarray(Image.fromarray(png).resize((x1 - x0, y1 - y0), Image.BILINEAR))
+        png = resize_like(png, y1 - y0, x1 - x0)
         p = png.astype(np.float32) / np.float32(255)
         if cls in BACKGROUND_CLASSES:
             p = p * np.float32(BACKGROUND_SCALE)

@@ -109,7 +109,8 @@ def refine_directory(refiner: Refiner, folder: str | Path, output: str | Path, m
                 output / f'{name}_cutout.png' if cutout else None)
 
     def one(pair: tuple[str, Path, Path]) -> None:
-        refine_file(refiner, pair[1], pair[2], *files(pair)[:1], opts, *files(pair)[1:])
+        out, panel, cut = files(pair)
+        refine_file(refiner, pair[1], pair[2], out, opts, panel, cut)
 
     return run_items(pairs, one, lambda pair: pair[0], RunReport(failures=list(problems)), progress,
                      outputs=lambda pair: [p for p in files(pair) if p is not None])

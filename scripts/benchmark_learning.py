@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for family in args.family:
         folder = write_coarse_folder(pairs, family, Path(args.work) / f'{family}_every{args.every}')
-        bar = progressbar.ProgressBar(max_value=len(pairs), prefix=f'{family}: ')
+        count = sum(1 for _ in folder.glob('*_gt.png'))  # the segmenter's families keep fewer pairs
+        bar = progressbar.ProgressBar(max_value=count, prefix=f'{family}: ')
         results[family] = score_folder(folder, methods, bar.update, folder / 'scores' if args.cache else None, keys)
         bar.finish()
     samples = Path(args.samples) if args.samples else None

@@ -7,12 +7,12 @@
 Runs the backbone and the progressive refinement with the demo script's settings (methods/magnet/presets.py;
 --fast: MagNet-Fast) and writes, into --output:
 
-* NAME_pred.png: the refined class indices (uint8), at the photo's size;
+* NAME_pred.png: the refined class indices (uint8), at the photo's size (nearest neighbour);
 * NAME_color.png: the same, coloured with the dataset's palette;
 * NAME_panel.png: the photo, the backbone's coarse prediction and the refined one, side by side.
 
 The photo is resized to the settings' last scale for inference (2048 x 1024 for Cityscapes, 2448 x 2448 for
-DeepGlobe), as the authors' demo feeds it, and the probabilities are resized back to the photo. Named weights are
+DeepGlobe), as the authors' demo feeds it, and the label maps are resized back to the photo. Named weights are
 the authors' released files, looked up in the weights cache ($CASCADEPSP_HOME) and fetched once; offline, the
 message says where to put them.
 """
@@ -23,12 +23,11 @@ import logging
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from dataset.magnet import DATASETS, colourise, resize_linear
-from inference.predict import refine_image
+from inference.refiner import Refiner
 from inference.visualize import tiles_panel
 from methods.magnet.config import MagNetConfig
 from methods.magnet.presets import DEMO_PRESETS
@@ -43,19 +42,12 @@ log = logging.getLogger('demo_magnet')
 _INFER_KEYS = ('scales', 'crop_size', 'input_size', 'n_patches', 'n_points', 'smooth_kernel', 'sub_batch_size')
 
 
-def run(photo: np.ndarray, system: torch.nn.Module, cfg: MagNetConfig, device: torch.device
-        ) -> tuple[np.ndarray, np.ndarray]:
-    """(refined, coarse) class maps, H x W int64, of an H x W x 3 uint8 RGB ``photo``, inferred at the last
-    scale of ``cfg`` and resized back (bilinear probabilities, then the arg-max)."""
+def run(photo: np.ndarray, refiner: Refiner, cfg: MagNetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(refined, coarse) class maps, H x W uint8, of an H x W x 3 uint8 RGB ``photo``: :meth:`Refiner.segment` at
+    the last scale of ``cfg``, the label maps resized back to the photo (nearest neighbour)."""
     h, w = photo.shape[:2]
-    scaled = resize_linear(photo, cfg.scales[-1])
-    tensor = torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1)[None].to(device)
-    result = refine_image(system, tensor, None, cfg)
-    maps = []
-    for probs in (result.probs, result.extra['coarse']):
-        probs = F.interpolate(probs, size=(h, w), mode='bilinear', align_corners=False)
-        maps.append(probs.argmax(1)[0].cpu().numpy())
-    return maps[0], maps[1]
+    maps = refiner.segment(resize_linear(photo, cfg.scales[-1]), cfg=cfg)
+    return tuple(cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in maps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_folder(out)
         photo = read_rgb(args.photo)
         system = load_system(preset['model'], preset['num_classes'], args.pretrained or preset['pretrained'],
-                             args.pretrained_refinement or preset['pretrained_refinement']).to(device)
+                             args.pretrained_refinement or preset['pretrained_refinement'])
         cfg = MagNetConfig(**{k: preset[k] for k in _INFER_KEYS})
-        refined, coarse = run(photo, system, cfg, device)
+        refined, coarse = run(photo, Refiner(model=system, device=device), cfg)
     except (CheckpointError, DeviceError, ImageReadError, OverwritesInput, OSError, ValueError) as e:
         log.error('%s', e)
         return 2
