@@ -92,7 +92,7 @@ class Refiner:
         """The package's arguments, then: ``compat`` ('pip' or 'research'), ``max_size`` (px; larger images are
         refined downscaled), ``exact`` (bit-identical arithmetic), ``fp16`` (half precision, carvekit's option:
         for GPUs; on a CPU without native fp16 kernels it is very slow), ``keep_freed_memory`` (keep freed
-        memory in the process during each call: a quarter faster on glibc for a 20-35% higher peak, but
+        memory in the process during each call: faster on glibc for a higher peak, docs/performance.md; but
         process-wide, so off unless asked for; None: ``SEGREFINE_KEEP_FREED_MEMORY=1`` turns it on)."""
         CascadeConfig(compat=compat)  # a bad compat fails here, before any download
         self.max_size = _size(max_size, 'max_size', 8, optional=True)

@@ -14,10 +14,9 @@ from util.malloc import keep_freed_memory
 from util.transforms import mask_tensor, rgb_tensor  # noqa: F401 (mask_tensor: re-exported)
 
 #: Whether :func:`refine_image` keeps freed memory in the process while it runs, when its caller does not say
-#: (:mod:`util.malloc`; on glibc, CascadePSP on the CPU took about a quarter less time for a 20-35% higher peak
-#: RSS, scripts/benchmark_peer.py). Off for library callers: glibc's setting is process-wide, so it would change
-#: what other threads see mid-call. The command lines turn it on for their whole run, and
-#: ``SEGREFINE_KEEP_FREED_MEMORY=1`` in the environment turns it on here.
+#: (:mod:`util.malloc`; on glibc, faster for a higher peak RSS: docs/performance.md). Off for library callers:
+#: glibc's setting is process-wide, so it would change what other threads see mid-call. The command lines turn it
+#: on for their whole run, and ``SEGREFINE_KEEP_FREED_MEMORY=1`` in the environment turns it on here.
 KEEP_FREED_MEMORY = os.environ.get('SEGREFINE_KEEP_FREED_MEMORY', '0') == '1'
 
 

@@ -87,7 +87,7 @@ def stub_torchvision() -> bool:
 
 #: Context sides that run another side with a different allocator setting: side -> (the side, environment).
 ALLOCATOR_SIDES = {
-    'project_malloc_default': ('project', {'SEGREFINE_KEEP_FREED_MEMORY': '0', 'BENCHMARK_MALLOC_DEFAULT': '1'}),
+    'project_malloc_default': ('project', {'BENCHMARK_MALLOC_DEFAULT': '1'}),  # the project without the setting
     'package_freed_kept': ('package', {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}),
 }
 

@@ -141,18 +141,17 @@ def _same_file_key(path: str | os.PathLike) -> str:
     return os.path.normcase(str(Path(path).resolve()))
 
 
-def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None] | list[tuple[str, str | os.PathLike | None]],
+def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None],
                               inputs: dict[str, str | os.PathLike | None]) -> None:
     """Raise :class:`OverwritesInput`, naming both paths, when an output (file or folder) is one of the inputs,
     or when two outputs are the same file (the second would silently replace the first).
 
-    ``outputs`` maps a role (e.g. ``'--output'``, ``'--visualize'``) to a path, as a dict or as (role, path)
-    pairs; ``inputs`` likewise. None is skipped. Call it before any work starts, so that a refused command
+    ``outputs`` / ``inputs`` map a role (e.g. ``'--output'``, ``'IMAGE'``) to a path; None is skipped. Call it before any work starts, so that a refused command
     changes nothing.
     """
     known = {_same_file_key(p): (role, p) for role, p in inputs.items() if p is not None}
     written: dict[str, tuple[str, str | os.PathLike]] = {}
-    for out_role, out in (outputs.items() if isinstance(outputs, dict) else outputs):
+    for out_role, out in outputs.items():
         if out is None:
             continue
         key = _same_file_key(out)
