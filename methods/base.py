@@ -106,18 +106,21 @@ class Method:
     extra_outputs: Callable[[Any], tuple[str, ...]] = lambda cfg: ()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    """Training configuration shared by every method; a method's subclass adds its loss and recipe fields.
-    Saved with every run (``config.json``) and inside every checkpoint."""
-    # The authors' command line (CascadePSP's hyper_para.py), same names and defaults.
+    """Training configuration shared by every method; a method's subclass adds its loss and recipe fields and
+    gives the fields without a default here theirs (with :func:`method_default`: the architecture, the schedule
+    and the data's defaults are the method's authors'). Saved with every run (``config.json``) and inside every
+    checkpoint."""
     exp_id: str = 'NULL'           #: experiment name; NULL disables TensorBoard logging and checkpoints
-    iterations: int = field(default=45000, metadata={'short': '-i', 'help': 'optimisation steps'})
-    batch_size: int = field(default=12, metadata={'short': '-b', 'help': 'global batch, split over the ranks'})
-    lr: float = 2.25e-4            #: learning rate
-    steps: list[int] = field(default_factory=lambda: [22500, 37500])  #: iterations where lr *= gamma
+    # Each method's own (its subclass gives them their defaults).
+    arch: str = field(metadata={'help': 'architecture (models.registry); the method follows from it'})
+    iterations: int = field(metadata={'short': '-i', 'help': 'optimisation steps'})
+    batch_size: int = field(metadata={'short': '-b', 'help': 'global batch, split over the ranks'})
+    lr: float = field(metadata={'help': 'learning rate'})
+    steps: list[int] = field(metadata={'help': 'iterations where lr *= gamma'})
+    weight_decay: float = field(metadata={'help': 'weight decay'})
     gamma: float = 0.1
-    weight_decay: float = 1e-4
     optimizer: str = 'adam'        #: 'adam' (CascadePSP, CRM) or 'sgd' (MagNet; with --momentum)
     momentum: float = 0.9          #: SGD momentum
     epoch_schedule: bool = False   #: --iterations, --until, --steps, --warmup, --save_interval and --val_interval
@@ -130,7 +133,6 @@ class TrainConfig:
                                   'train only the parameters under these name prefixes; the other modules are '
                                   'frozen in eval mode (batch-norm statistics kept). Default: everything'})
     # Additions.
-    arch: str = 'cascadepsp'       #: architecture (models.registry); the method follows from it
     arch_args: dict[str, Any] = field(default_factory=dict,
                                       metadata={'help': 'architecture hyper-parameters, JSON: \'{"gf_radius": 6}\''})
     degradation: str = 'perturb'   #: input-mask recipe (dataset.degrade.RECIPES): perturb (authors'), mix, ...
@@ -192,6 +194,15 @@ class TrainConfig:
             data.setdefault('val_args', {'L': legacy.get('val_L', 900), 'stride': legacy.get('val_stride', 450),
                                          'global_only': legacy.get('val_global_only', False)})
         return dataclass_from_dict(cls, data, source)
+
+
+def method_default(name: str, value: Any, **metadata: Any) -> Any:
+    """A method's default for :class:`TrainConfig` field ``name``, keeping the field's flag metadata (short name,
+    help); ``metadata`` adds to it (e.g. aliases). A list value is copied per instance."""
+    meta = {**TrainConfig.__dataclass_fields__[name].metadata, **metadata}
+    if isinstance(value, list):
+        return field(default_factory=lambda: list(value), metadata=meta)
+    return field(default=value, metadata=meta)
 
 
 def model_device(model: nn.Module) -> torch.device:

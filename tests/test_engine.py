@@ -304,7 +304,7 @@ def test_onnx_backend_reproduces_torch(tmp_path, arbiter):
     from models.cascadepsp.arbiter import Arbiter
     model = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2).eval()
     if arbiter:  # the arbiter is not a graph: its weights travel in the export folder, and it runs in PyTorch
-        model.set_arbiter(seed_model(Arbiter(hidden=8), 3).eval())
+        model.set_arbiter(seed_model(Arbiter(hidden=8, evidence=False, post_radius=0), 3).eval())
     with torch.no_grad():  # the input mask weighs in (as trained), so the global result has crops to refine
         model.prior_scale.fill_(4.0)
     folder = export_cascade(model, tmp_path / 'export')

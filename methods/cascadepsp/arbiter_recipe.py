@@ -12,6 +12,7 @@ image weighing the same (mBA averages images, and a coarse mask has a wider band
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 #: segmenter's masks. Half of the synthetic ones are near-right (lowres_near, x3-x5): with fewer, it moved x4
 #: boundaries that were right (docs/experiments/lite.md).
 FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10}
+#: The module's own hyper-parameters (its width, cues and final filter): their one home is :class:`Arbiter`.
+_MODULE = {name: p.default for name, p in inspect.signature(Arbiter).parameters.items()}
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,12 @@ class ArbiterConfig:
     images: int = field(default=1200, metadata={'help': 'training images'})
     samples: int = field(default=3000, metadata={'help': 'band pixels per image'})
     epochs: int = 8
-    hidden: int = field(default=64, metadata={'help': "width of the MLP's hidden layers"})
+    hidden: int = field(default=_MODULE['hidden'], metadata={'help': "width of the MLP's hidden layers"})
     seed: int = 1
     threads: int = field(default=0, metadata={'help': 'torch CPU threads (0: the default)'})
     half: bool = field(default=True, metadata={'help': 'store float16 weights, as the bundled file'})
-    evidence: bool = field(default=True, metadata={'help': 'the image-evidence cues'})
-    post_radius: float = field(default=0.5, metadata={
+    evidence: bool = field(default=_MODULE['evidence'], metadata={'help': 'the image-evidence cues'})
+    post_radius: float = field(default=_MODULE['post_radius'], metadata={
         'help': 'final guided filter, radius in units of (H + W) / 300 px (0: none)'})
     families: dict[str, float] = field(default_factory=lambda: dict(FAMILIES), metadata={
         'help': 'coarse-mask families and their weights'})

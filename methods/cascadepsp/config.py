@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from methods.base import TrainConfig
+from methods.base import TrainConfig, method_default
 
 
 #: The authors' Local stride (px), whatever L (their eval_helper.py).
@@ -104,7 +104,14 @@ class CascadeConfig:
 
 @dataclass
 class CascadeTrainConfig(TrainConfig):
-    """CascadePSP's training: the authors' loss weights (six outputs: see :mod:`methods.cascadepsp.loss`)."""
+    """CascadePSP's training: the authors' schedule and loss weights (their ``hyper_para.py``; six outputs: see
+    :mod:`methods.cascadepsp.loss`)."""
+    arch: str = method_default('arch', 'cascadepsp')
+    iterations: int = method_default('iterations', 45000)
+    batch_size: int = method_default('batch_size', 12)
+    lr: float = method_default('lr', 2.25e-4)
+    steps: list[int] = method_default('steps', [22500, 37500])
+    weight_decay: float = method_default('weight_decay', 1e-4)
     ce_weight: list[float] = field(default_factory=lambda: [0.0, 1.0, 0.5, 1.0, 1.0, 0.5], metadata={'nargs': 6})
     l1_weight: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25], metadata={'nargs': 6})
     l2_weight: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.25, 0.0, 0.0, 0.25], metadata={'nargs': 6})

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from dataset.paths import data_root
-from methods.base import Stage, TrainConfig
+from methods.base import Stage, TrainConfig, method_default
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,12 @@ class CRMTrainConfig(TrainConfig):
     """CRM's training: the README command's loss weights (the authors' ``hyper_para.py`` defaults are
     CascadePSP's 0 / 1 / 1 / 5), 45,705 iterations (15 epochs of their 36,572-image set at batch 12, the
     released file's name)."""
-    arch: str = 'crm'
-    iterations: int = field(default=45705, metadata={'short': '-i', 'help': 'optimisation steps'})
+    arch: str = method_default('arch', 'crm')
+    iterations: int = method_default('iterations', 45705)
+    batch_size: int = method_default('batch_size', 12)
+    lr: float = method_default('lr', 2.25e-4)
+    steps: list[int] = method_default('steps', [22500, 37500])
+    weight_decay: float = method_default('weight_decay', 1e-4)
     ce_weight: float = 1.0
     l1_weight: float = 0.5
     l2_weight: float = 0.5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from methods.base import TrainConfig
+from methods.base import TrainConfig, method_default
 
 
 def parse_scales(text: str | list) -> list[tuple[int, int]]:
@@ -72,7 +72,7 @@ class MagNetTrainConfig(TrainConfig):
     """The refinement module's training (``train_magnet.sh``): SGD 1e-3, momentum 0.9, weight decay 5e-4, 50
     epochs, lr x0.1 at epochs 10, 20, 30, 40 and 45, batch 8; the backbone is frozen. With ``epoch_schedule``,
     ``--iterations`` and ``--steps`` count epochs of the datalist."""
-    arch: str = 'magnet_refinement'
+    arch: str = method_default('arch', 'magnet_refinement')
     dataset: str = field(default='cityscapes', metadata={'help': 'cityscapes or deepglobe (labels and classes)'})
     root: str = field(default='', metadata={'help': 'folder the datalist\'s paths are relative to'})
     datalist: str = field(default='', metadata={'help': 'IMAGE<TAB>LABEL lines (the authors\' format)'})
@@ -85,11 +85,11 @@ class MagNetTrainConfig(TrainConfig):
     num_classes: int = 19
     iterations: int = field(default=50, metadata={'short': '-i', 'aliases': ('epochs',), 'help':
                                                   'epochs (optimisation steps with --no-epoch_schedule)'})
-    batch_size: int = field(default=8, metadata={'short': '-b', 'help': 'global batch, split over the ranks'})
-    lr: float = 1e-3
+    batch_size: int = method_default('batch_size', 8)
+    lr: float = method_default('lr', 1e-3)
     steps: list[int] = field(default_factory=lambda: [10, 20, 30, 40, 45], metadata={
         'aliases': ('milestones',), 'help': 'epochs where lr *= gamma'})
-    weight_decay: float = field(default=5e-4, metadata={'aliases': ('decay',)})
+    weight_decay: float = method_default('weight_decay', 5e-4, aliases=('decay',))
     optimizer: str = 'sgd'
     epoch_schedule: bool = True
     load: str | None = field(default=None, metadata={'aliases': ('pretrained_refinement',), 'help':

@@ -10,7 +10,7 @@ masks the network wins. The arbiter learns, per pixel, which to believe. Its inp
   clipped to +-8), and the image's gradient magnitude (Sobel, divided by its 99th percentile);
 * per image: how much ``q`` and each filter of ``m`` change ``m`` (the pixels that change side, per unit of
   ``m``'s perimeter, log), which tells how coarse the mask is;
-* optionally (``evidence``, bundled since the fourth version), whether the image supports a boundary there: the mean
+* optionally (``evidence``, bundled), whether the image supports a boundary there: the mean
   gradient on the boundary pixels of ``m`` and of ``q`` within 2 units, and their difference; and the pixel's
   colour placed between the mean colours of ``m``'s foreground and background within 3 units (0: the
   background's, 1: the foreground's), with the distance between those means. The worst losses on near-right
@@ -81,7 +81,8 @@ def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.nda
 
 
 class Arbiter(nn.Module):
-    """Per-pixel MLP over the candidates and cues of the module docstring.
+    """Per-pixel MLP over the candidates and cues of the module docstring. The defaults are the bundled arbiter's
+    (the training recipe, :class:`methods.cascadepsp.arbiter_recipe.ArbiterConfig`, takes its defaults from here).
 
     Args:
         radius_per: the filters' radii are (H + W) / each, in px (at least 1).
@@ -97,8 +98,8 @@ class Arbiter(nn.Module):
     """
 
     def __init__(self, radius_per: tuple[int, ...] = (300, 150, 75), eps: tuple[float, ...] = (1e-4, 1e-3, 1e-2),
-                 hidden: int = 64, image_stats: bool = True, max_pixels: int = 500_000, evidence: bool = False,
-                 post_radius: float = 0.0, post_eps: float = 1e-3) -> None:
+                 hidden: int = 64, image_stats: bool = True, max_pixels: int = 500_000, evidence: bool = True,
+                 post_radius: float = 0.5, post_eps: float = 1e-3) -> None:
         super().__init__()
         if post_radius < 0 or not post_eps > 0:
             raise ValueError(f'arbiter: post_radius must be at least 0 and post_eps positive; got {post_radius}, '
@@ -107,9 +108,7 @@ class Arbiter(nn.Module):
         self.image_stats, self.max_pixels = image_stats, max_pixels
         self.evidence, self.post_radius, self.post_eps = evidence, post_radius, post_eps
         self.hparams = dict(radius_per=list(radius_per), eps=list(eps), hidden=hidden, image_stats=image_stats,
-                            max_pixels=max_pixels)
-        if evidence or post_radius:  # only then: the earlier bundled version keeps its exact hyper-parameters
-            self.hparams.update(evidence=evidence, post_radius=post_radius, post_eps=post_eps)
+                            max_pixels=max_pixels, evidence=evidence, post_radius=post_radius, post_eps=post_eps)
         n = self.num_features
         # Feature standardisation, fitted on the training features (saved with the weights).
         self.register_buffer('mean', torch.zeros(n))

@@ -16,6 +16,9 @@ from models.registry import build_model
 from models.seeded import seed_model
 from inference.predict import image_tensors
 
+#: Without the evidence cues and the final filter (the defaults are the bundled arbiter's, with both).
+PLAIN = dict(evidence=False, post_radius=0)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,7 +46,7 @@ def _constant(arbiter: Arbiter, logit: float) -> Arbiter:
 
 def test_band_and_features():
     image, mask, prob = _scene()
-    arbiter = Arbiter()
+    arbiter = Arbiter(**PLAIN)
     x, band = arbiter.features(image, mask, prob)
     assert x.shape == (arbiter.num_features, int(band.sum())) == (33, int(band.sum()))
     assert bool(torch.isfinite(x).all())
@@ -52,7 +55,7 @@ def test_band_and_features():
     # The first two features are the logits of the mask and of the output (clipped at 0.005).
     ys, xs = np.nonzero(band)
     assert torch.allclose(x[0], torch.where(torch.from_numpy(mask[ys, xs]), 5.2933, -5.2933), atol=1e-4)
-    no_stats = Arbiter(image_stats=False)
+    no_stats = Arbiter(image_stats=False, **PLAIN)
     assert no_stats.features(image, mask, prob)[0].shape == (23, int(band.sum()))
 
 
@@ -61,12 +64,11 @@ def test_evidence_cues():
     output's boundary lies on the square's edges and the mask's in flat noise; the strip the mask adds below the
     square has the background's colour, and the strip it leaves out above it the foreground's."""
     image, mask, prob = _scene(120, 180)
-    assert 'evidence' not in Arbiter().hparams  # the earlier bundled arbiter keeps its exact hyper-parameters
-    arbiter = Arbiter(evidence=True)
+    arbiter = Arbiter(post_radius=0)
     assert arbiter.hparams['evidence'] is True
     x, band = arbiter.features(image, mask, prob)
     assert x.shape == (38, int(band.sum())) and bool(torch.isfinite(x).all())
-    assert torch.equal(x[:33], Arbiter().features(image, mask, prob)[0])
+    assert torch.equal(x[:33], Arbiter(**PLAIN).features(image, mask, prob)[0])
     support_m, support_q, difference, placed, separation = x[33:]
     ys, xs = np.nonzero(band)
 
@@ -80,7 +82,7 @@ def test_evidence_cues():
 
 def test_forward_changes_the_band_only():
     image, mask, prob = _scene()
-    arbiter = _constant(Arbiter(), 8.0)
+    arbiter = _constant(Arbiter(**PLAIN), 8.0)
     _, band = arbiter.features(image, mask, prob)
     out = arbiter(image, mask, prob)
     assert out.shape == prob.shape and out.dtype == np.float32
@@ -95,8 +97,8 @@ def test_final_filter():
     """``post_radius``: the arbitrated output is guided-filtered within the filter's reach of the band; beyond it
     the cascade's output comes back as it was. Above max_pixels it is fitted at a stride, close to the exact one."""
     image, mask, prob = _scene(120, 160)
-    plain = _constant(Arbiter(), 3.0)(image, mask, prob)
-    post = _constant(Arbiter(post_radius=0.5), 3.0)
+    plain = _constant(Arbiter(**PLAIN), 3.0)(image, mask, prob)
+    post = _constant(Arbiter(evidence=False, post_radius=0.5), 3.0)
     out = post(image, mask, prob)
     _, band = post.features(image, mask, prob)
     r = max(1, round(0.5 * 280 / 300))
@@ -104,7 +106,7 @@ def test_final_filter():
     reach = cv2.dilate(band.astype(np.uint8), np.ones((4 * r + 1, 4 * r + 1), np.uint8)) > 0
     assert np.array_equal(out[~reach], prob[~reach]) and not np.allclose(out[band], plain[band])
     assert out.min() >= 0 and out.max() <= 1
-    fast = _constant(Arbiter(post_radius=0.5, max_pixels=5000), 3.0)(image, mask, prob)
+    fast = _constant(Arbiter(evidence=False, post_radius=0.5, max_pixels=5000), 3.0)(image, mask, prob)
     assert np.abs(fast - out).mean() < 0.01 and ((fast > 0.5) != (out > 0.5)).mean() < 0.01
     for bad in (dict(post_radius=-1.0), dict(post_eps=0.0)):
         with pytest.raises(ValueError, match='post_radius'):
@@ -115,8 +117,8 @@ def test_large_images_fit_the_filters_at_a_stride():
     """Above max_pixels the filters are fitted at a stride (the fast guided filter) and evaluated around the band
     found there: close to the exact candidates, on nearly the same band."""
     image, mask, prob = _scene(120, 160)
-    exact, band = Arbiter().features(image, mask, prob)
-    fast, band_fast = Arbiter(max_pixels=5000).features(image, mask, prob)
+    exact, band = Arbiter(**PLAIN).features(image, mask, prob)
+    fast, band_fast = Arbiter(max_pixels=5000, **PLAIN).features(image, mask, prob)
     assert (band == band_fast).mean() > 0.97
     both = band & band_fast
     a = exact[:, both[band]]
@@ -137,7 +139,7 @@ def _tiny_lite(arbiter: Arbiter | None = None):
 def test_lite_checkpoint_carries_the_arbiter(tmp_path):
     plain = _tiny_lite()
     assert 'arbiter' not in plain.hparams and plain.arbiter is None
-    arbiter = seed_model(Arbiter(hidden=8), 3)
+    arbiter = seed_model(Arbiter(hidden=8, **PLAIN), 3)
     model = _tiny_lite(arbiter)
     assert model.hparams['arbiter']['hidden'] == 8
     save_checkpoint(tmp_path / 'a.pth', model)
@@ -153,7 +155,7 @@ def test_refine_runs_the_arbiter():
     im, seg = image_tensors(image, mask.astype(np.uint8) * 255)
     cfg = CascadeConfig(L=48, stride=40)
     plain = refine(_tiny_lite(), im, seg, cfg).probs
-    model = _tiny_lite(_constant(Arbiter(), 8.0))
+    model = _tiny_lite(_constant(Arbiter(**PLAIN), 8.0))
     assert torch.equal(refine(model, im, seg, CascadeConfig(L=48, stride=40, arbiter=False)).probs, plain)
     arbitrated = refine(model, im, seg, cfg).probs
     _, band = model.arbiter.features(image, mask, plain[0, 0].numpy())
