@@ -73,3 +73,24 @@ def keep_freed_memory(enabled: bool = True) -> Iterator[None]:
                 for param, value in _RESTORED:
                     _LIBC.mallopt(param, value)
                 _LIBC.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def returning_freed_memory() -> Iterator[None]:
+    """Within the block, glibc's usual regime (:data:`_RESTORED`), after the free pages kept so far are returned
+    (``malloc_trim``); the :func:`keep_freed_memory` settings come back after it if a block of those is still
+    running. For a step that allocates a few large arrays once (where page faults cost little) after steps that
+    kept much freed memory, which its arrays would not fit without growing the process further."""
+    with _lock:
+        active = _depth > 0 and _LIBC is not None
+        if active:
+            for param, value in _RESTORED:
+                _LIBC.mallopt(param, value)
+            _LIBC.malloc_trim(0)
+    try:
+        yield
+    finally:
+        with _lock:
+            if active and _depth > 0:
+                _LIBC.mallopt(_M_MMAP_MAX, 0)
+                _LIBC.mallopt(_M_TRIM_THRESHOLD, _INT_MAX)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from methods.base import Refined, model_device
 from methods.cascadepsp.config import CascadeConfig
 from methods.cascadepsp.padding import safe_forward
+from util.malloc import returning_freed_memory
 from util.transforms import as_normalized, denormalize_image
 
 
@@ -189,14 +190,22 @@ def arbitrate(arbiter: nn.Module, image: torch.Tensor, coarse: torch.Tensor, pro
     """Run ``arbiter`` (:class:`models.cascadepsp.arbiter.Arbiter`) on each image of a batch.
 
     image: B x 3 x H x W uint8 or normalised; coarse: B x 1 x H x W in [0, 1] (the input mask is coarse > 0.5);
-    prob: B x 1 x H x W cascade output in [0, 1]. Returns B x 1 x H x W probabilities, on prob's device.
+    prob: B x 1 x H x W cascade output in [0, 1], overwritten where it is a float32 CPU tensor (the cascade's
+    output is not needed after; at 96 megapixels each copy is 384 MB). Returns B x 1 x H x W probabilities, on
+    prob's device.
     """
-    out = torch.empty_like(prob)
-    for b in range(image.shape[0]):
-        rgb = (image[b] if image.dtype == torch.uint8 else
-               denormalize_image(image[b:b + 1])[0].mul(255).round_().clamp_(0, 255).byte())
-        out[b, 0] = torch.from_numpy(arbiter(rgb.permute(1, 2, 0).cpu().numpy(), (coarse[b, 0] > 0.5).cpu().numpy(),
-                                             prob[b, 0].float().cpu().numpy()))
+    out = prob if prob.dtype == torch.float32 and prob.device.type == 'cpu' else torch.empty_like(prob)
+    # The cascade's freed memory, kept for its many passes (util.malloc), is returned first: the arbiter's few
+    # large arrays would not fit into it, and it grew a 96-megapixel refinement's peak by 0.8 GiB.
+    with returning_freed_memory():
+        for b in range(image.shape[0]):
+            rgb = (image[b] if image.dtype == torch.uint8 else
+                   denormalize_image(image[b:b + 1])[0].mul(255).round_().clamp_(0, 255).byte())
+            p = prob[b, 0].float().cpu().numpy()
+            result = arbiter(rgb.permute(1, 2, 0).cpu().numpy(), (coarse[b, 0] > 0.5).cpu().numpy(), p,
+                             in_place=out is prob)
+            if out is not prob:
+                out[b, 0] = torch.from_numpy(result)
     return out
 
 

@@ -44,7 +44,9 @@ from util.transforms import unit_rgb
 
 #: Rows per strip where a full-resolution intermediate would be large (the gradient's grey image and Sobel
 #: responses; the final filter's samples): each strip's values are the whole image's, computed piecewise.
-_STRIP_PIXELS = 4_000_000
+_STRIP_PIXELS = 2_000_000
+#: Band pixels per pass of the MLP, and per piece of its features.
+_MLP_PIXELS = 1 << 16
 
 
 def _gradient_magnitude(rgb: np.ndarray) -> np.ndarray:
@@ -69,15 +71,42 @@ def _gradient_magnitude(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def _strips(region: np.ndarray):
+    """The pixels (ys, xs) of H x W bool ``region``, row-major, as strips of rows of at most
+    :data:`_STRIP_PIXELS` pixels in all: per-pixel work on a large region, a strip's worth of memory at a time."""
+    rows = max(1, _STRIP_PIXELS // max(region.shape[1], 1))
+    for y0 in range(0, region.shape[0], rows):
+        ys, xs = np.nonzero(region[y0:y0 + rows])
+        if len(ys):
+            yield ys + y0, xs
+
+
 def _signed_distance(binary: np.ndarray, unit: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Distance to the other side at pixels (ys, xs) of H x W bool ``binary``, positive inside, in ``unit`` px,
-    clipped to +-8 (float32, one value per pixel)."""
+    """Distance to the other side at pixels (ys, xs) of H x W bool ``binary`` (ys sorted, as np.nonzero lists
+    them), positive inside, in ``unit`` px, clipped to +-8 (float32, one value per pixel).
+
+    Above :data:`_STRIP_PIXELS` the distance maps are computed by strips of rows, each with 8.5 units (and 2 px)
+    of rows on either side: OpenCV's 3 x 3 chamfer distance is a sum of fixed-point steps along a path that
+    stays within the bounding box of a pixel and its nearest pixel of the other side, so any distance under
+    the clip (8 units, at least 0.955 x the Euclidean one) is the whole image's, and one above it is clipped
+    either way. At 96 megapixels one map is 384 MB."""
     if not binary.any() or binary.all():  # no boundary at all: everything is far on one side
         return np.full(len(ys), 8.0 if binary.all() else -8.0, np.float32)
-    b = np.ascontiguousarray(binary, dtype=bool).view(np.uint8)
-    inside = cv2.distanceTransform(b, cv2.DIST_L2, 3)[ys, xs]  # indexed at once: one H x W float map at a time
-    outside = cv2.distanceTransform(b ^ 1, cv2.DIST_L2, 3)[ys, xs]
-    return np.clip((inside - outside) / unit, -8, 8).astype(np.float32)
+    h, w = binary.shape
+    context = math.ceil(8.5 * unit) + 2
+    rows = max(_STRIP_PIXELS // max(w, 1), 2 * context)
+    out = np.empty(len(ys), np.float32)
+    for y0 in range(0, h, rows):
+        i, j = np.searchsorted(ys, [y0, y0 + rows])
+        if i == j:
+            continue
+        a, b = max(0, y0 - context), min(h, y0 + rows + context)
+        strip = np.ascontiguousarray(binary[a:b], dtype=bool).view(np.uint8)
+        sy, sx = ys[i:j] - a, xs[i:j]
+        inside = cv2.distanceTransform(strip, cv2.DIST_L2, 3)[sy, sx]  # one map at a time
+        outside = cv2.distanceTransform(strip ^ 1, cv2.DIST_L2, 3)[sy, sx]
+        out[i:j] = np.clip((inside - outside) / unit, -8, 8)
+    return out
 
 
 class Arbiter(nn.Module):
@@ -139,14 +168,20 @@ class Arbiter(nn.Module):
         h, w = mask.shape
         step = self.stride(h, w)
         strides = sorted({step} | {max(step, r // 4) for r in self.radii(h, w)})
-        # Plane by plane: one H x W x 5 float copy of an 8-megapixel image is 160 MB, and slow to build.
-        planes = (rgb.astype(np.float32), mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32))
+        # Plane by plane, and one colour channel at a time: a float copy of a 96-megapixel RGB image is 1.15 GB
+        # (area resizing treats channels independently, so the pooled values are the same).
+        sizes = [(math.ceil(w / s), math.ceil(h / s)) for s in strides]
+        pooled_rgb: list[list[np.ndarray]] = [[] for _ in strides]
+        for c in range(3):
+            plane = rgb[..., c].astype(np.float32)
+            for k, size in enumerate(sizes):
+                pooled_rgb[k].append(cv2.resize(plane, size, interpolation=cv2.INTER_AREA))
+            del plane
+        planes = (mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32))
         pooled = {}
-        for s in strides:
-            size = (math.ceil(w / s), math.ceil(h / s))
-            rgb_s, mask_s, prob_s = (cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes)
-            pooled[s] = (unit_rgb(rgb_s),
-                         torch.from_numpy(np.stack([mask_s, prob_s]))[None])
+        for k, (s, size) in enumerate(zip(strides, sizes)):
+            mask_s, prob_s = (cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in planes)
+            pooled[s] = (unit_rgb(np.stack(pooled_rgb[k], -1)), torch.from_numpy(np.stack([mask_s, prob_s]))[None])
         return pooled
 
     @torch.no_grad()
@@ -176,42 +211,60 @@ class Arbiter(nn.Module):
             c = torch.cat(cands, 1)[0]  # candidates: m, q, then per setting the filters of m and of q
             side = c > 0.5
             band = cv2.dilate((side.any(0) & ~side.all(0)).numpy().astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-            ys, xs = np.nonzero(band)
-            values = c[:, ys, xs]
             small_side, small_mask = side, mask
+
+            def values_at(ys: np.ndarray, xs: np.ndarray) -> torch.Tensor:
+                return c[:, ys, xs]
         else:
             pooled = pooled or self.pool(rgb, mask, prob)
-            values, band, small_side, small_mask = self._sparse_candidates(rgb, mask, prob, radii, step, pooled)
-            ys, xs = np.nonzero(band)
+            band, small_side, small_mask, coefficients = self._sparse_band(mask, radii, step, pooled, rgb, prob)
+
+            def values_at(ys: np.ndarray, xs: np.ndarray) -> torch.Tensor:
+                return self._candidates_at(coefficients, rgb, mask, prob, ys, xs)
+        ys, xs = np.nonzero(band)
+        if self.image_stats:
+            edges = cv2.Canny(np.multiply(mask, 255, dtype=np.uint8), 100, 200)
+            perimeter = max(1.0, float(cv2.countNonZero(edges))) / unit
+            del edges
+            changed = [float((small_side[i].numpy() != small_mask).sum()) * step * step / unit / perimeter
+                       for i in [1] + list(range(2, small_side.shape[0], 2))]  # q, then each filter of m
+            stats = torch.tensor([math.log(c + 1e-2) for c in changed], dtype=torch.float32)
+        # The full-resolution gradient is read here and freed (at 96 megapixels it is 384 MB), before the
+        # features are filled in, row by row and the candidates strip by strip: nothing is held twice.
         grad = _gradient_magnitude(rgb)
         scale = np.percentile(grad[::step, ::step], 99) + 1e-3
-        cues = [torch.logit(values, eps=0.005),
-                torch.from_numpy(np.stack([_signed_distance(mask, unit, ys, xs),
-                                           _signed_distance(prob > 0.5, unit, ys, xs), grad[ys, xs] / scale]))]
+        grad_band = grad[ys, xs] / scale
+        if self.evidence:  # the evidence cues read it at their own resolution
+            g = grad / scale if step == 1 else cv2.resize(grad, pooled[step][0].shape[:1:-1],
+                                                          interpolation=cv2.INTER_AREA) / scale
+        del grad
+        x = torch.empty(self.num_features, len(ys))
+        k = self.num_candidates
+        for i in range(0, len(ys), _MLP_PIXELS):
+            x[:k, i:i + _MLP_PIXELS] = torch.logit(values_at(ys[i:i + _MLP_PIXELS], xs[i:i + _MLP_PIXELS]), eps=0.005)
+        x[k] = torch.from_numpy(_signed_distance(mask, unit, ys, xs))
+        x[k + 1] = torch.from_numpy(_signed_distance(prob > 0.5, unit, ys, xs))
+        x[k + 2] = torch.from_numpy(grad_band)
+        k += 3
         if self.image_stats:
-            edges = cv2.Canny(mask.astype(np.uint8) * 255, 100, 200) > 0
-            perimeter = max(1.0, float(edges.sum())) / unit
-            changed = [float((small_side[k].numpy() != small_mask).sum()) * step * step / unit / perimeter
-                       for k in [1] + list(range(2, small_side.shape[0], 2))]  # q, then each filter of m
-            stats = torch.tensor([math.log(x + 1e-2) for x in changed], dtype=torch.float32)
-            cues.append(stats[:, None].expand(-1, len(ys)))
+            x[k:k + len(stats)] = stats[:, None]
+            k += len(stats)
         if self.evidence:
-            cues.append(self._evidence(rgb, mask, prob, grad, scale, ys, xs, unit, step, pooled))
-        return torch.cat(cues, 0), band
+            x[k:] = self._evidence(rgb, mask, prob, g, ys, xs, unit, step, pooled)
+        return x, band
 
     @staticmethod
-    def _evidence(rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, grad: np.ndarray, scale: float,
+    def _evidence(rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, g: np.ndarray,
                   ys: np.ndarray, xs: np.ndarray, unit: float, step: int,
                   pooled: dict[int, tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
-        """The image-evidence cues (module docstring) at pixels (ys, xs): 5 x N float32. ``grad / scale``: H x W
-        gradient magnitude, ~[0, 1]. Above ``max_pixels`` computed on the ``step`` x ``step`` means of ``pooled``:
-        they are averages over windows of 2-3 units."""
+        """The image-evidence cues (module docstring) at pixels (ys, xs): 5 x N float32. ``g``: the normalised
+        gradient magnitude, ~[0, 1], H x W, or at ``step`` > 1 its ``step`` x ``step`` means: above ``max_pixels``
+        the cues are computed on the means of ``pooled``, as they are averages over windows of 2-3 units."""
         if step == 1:
-            g, m, q = grad / scale, mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32)
+            m, q = mask.astype(np.float32), np.ascontiguousarray(prob, dtype=np.float32)
             colour = rgb.astype(np.float32) / 255
         else:
             guide, src = pooled[step]
-            g = cv2.resize(grad, guide.shape[:1:-1], interpolation=cv2.INTER_AREA) / scale
             m, q = src[0].numpy()
             colour = np.ascontiguousarray(guide[0].permute(1, 2, 0).numpy())
         iy, ix = ys // step, xs // step
@@ -235,14 +288,14 @@ class Arbiter(nn.Module):
         return torch.from_numpy(np.stack([support[0], support[1], support[1] - support[0], placed,
                                           np.sqrt(separation)]).astype(np.float32))
 
-    def _sparse_candidates(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, radii: list[int], step: int,
-                           pooled: dict[int, tuple[torch.Tensor, torch.Tensor]]
-                           ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    def _sparse_band(self, mask: np.ndarray, radii: list[int], step: int,
+                     pooled: dict[int, tuple[torch.Tensor, torch.Tensor]], rgb: np.ndarray, prob: np.ndarray
+                     ) -> tuple[np.ndarray, torch.Tensor, np.ndarray, list[torch.Tensor]]:
         """Large images: the filters are fitted on ``step`` x ``step`` means (the fast guided filter), the band is
         found at that resolution, and the candidates are evaluated at full resolution only around it.
 
-        Returns (20 x N candidate values at the band's N pixels, H x W bool band, 20 x h x w sides of 0.5 of the
-        candidates at the pooled resolution, h x w bool pooled mask)."""
+        Returns (H x W bool band, 20 x h x w sides of 0.5 of the candidates at the pooled resolution, h x w bool
+        pooled mask, the filters' packed coefficients for :meth:`_candidates_at`)."""
         h, w = mask.shape
         small_guide, small_src = pooled[step]
         coefficients = []  # per setting: (a, b) packed, on the pooled grid, 1 x (3 * 2 + 2) x h x w
@@ -264,30 +317,49 @@ class Arbiter(nn.Module):
         region = cv2.resize(small_band, (small_band.shape[1] * step, small_band.shape[0] * step),
                             interpolation=cv2.INTER_NEAREST)[:h, :w]
         region = cv2.dilate(region, np.ones((2 * step + 1, 2 * step + 1), np.uint8)) > 0
-        ry, rx = np.nonzero(region)
-        values = torch.cat([torch.from_numpy(np.stack([mask[ry, rx].astype(np.float32),
-                                                        np.asarray(prob[ry, rx], np.float32)]))]
-                           + self._filter_at(coefficients, rgb, ry, rx), 0)
-        side = values > 0.5
-        disagree = (side.any(0) & ~side.all(0)).numpy()
-        band = np.zeros((h, w), np.uint8)
-        band[ry[disagree], rx[disagree]] = 1
-        band = (cv2.dilate(band, np.ones((3, 3), np.uint8)) > 0) & region
-        # band is inside region, and both are listed row-major: the band's pixels among the region's, in order.
-        return values[:, torch.from_numpy(band[ry, rx])], band, small_side, small_side[0].numpy()
+        # Strip by strip, where the candidates disagree (their values on the whole region at once were 20 floats
+        # for each of 10 M pixels on a 96-megapixel photo); :meth:`features` evaluates them again on the band.
+        disagree = np.zeros((h, w), np.uint8)
+        for ry, rx in _strips(region):
+            side = self._candidates_at(coefficients, rgb, mask, prob, ry, rx) > 0.5
+            d = (side.any(0) & ~side.all(0)).numpy()
+            disagree[ry[d], rx[d]] = 1
+        band = (cv2.dilate(disagree, np.ones((3, 3), np.uint8)) > 0) & region
+        return band, small_side, small_side[0].numpy(), coefficients
+
+    def _candidates_at(self, coefficients: list[torch.Tensor], rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray,
+                       ry: np.ndarray, rx: np.ndarray) -> torch.Tensor:
+        """The candidates at full-resolution pixels (ry, rx): 20 x n float32 (the mask, the output, then the
+        filters of both per setting, fitted on the pooled grid: :meth:`_filter_at`)."""
+        return torch.cat([torch.from_numpy(np.stack([mask[ry, rx].astype(np.float32),
+                                                      np.asarray(prob[ry, rx], np.float32)]))]
+                         + self._filter_at(coefficients, rgb, ry, rx), 0)
 
     @torch.no_grad()
-    def forward(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    def forward(self, rgb: np.ndarray, mask: np.ndarray, prob: np.ndarray, in_place: bool = False) -> np.ndarray:
         """The arbitrated probabilities (H x W float32 in [0, 1]): ``prob`` off the band, the MLP's on it.
-        Arguments as in :meth:`features`."""
+        Arguments as in :meth:`features`; ``in_place``: written into ``prob`` itself (a float32 array), which every
+        cue has read by then (a copy of a 96-megapixel output is 384 MB)."""
+        if in_place and prob.dtype != np.float32:
+            raise ValueError(f'arbiter: in_place needs a float32 output, got {prob.dtype}')
         pooled = self.pool(rgb, mask, prob) if self.stride(*mask.shape) > 1 else None
         x, band = self.features(rgb, mask, prob, pooled)
-        out = np.array(prob, dtype=np.float32, copy=True)
+        out = prob if in_place else np.array(prob, dtype=np.float32, copy=True)
         if x.shape[1]:
-            logits = self.mlp(((x.T - self.mean) / self.std).to(self.mean.dtype))[:, 0]
-            out[band] = torch.sigmoid(logits).float().numpy()
+            out[band] = self.decide(x)
             if self.post_radius:
                 self._post_filter(rgb, out, band, pooled)
+        return out
+
+    @torch.no_grad()
+    def decide(self, x: torch.Tensor) -> np.ndarray:
+        """The MLP's foreground probabilities (N float32 in [0, 1]) for F x N features, in chunks of
+        :data:`_MLP_PIXELS` pixels: each pixel's value is computed alone, and its hidden layers at 2.6 M band
+        pixels (a 96-megapixel photo) were 1.3 GB at once."""
+        out = np.empty(x.shape[1], np.float32)
+        for i in range(0, x.shape[1], _MLP_PIXELS):
+            chunk = ((x[:, i:i + _MLP_PIXELS].T - self.mean) / self.std).to(self.mean.dtype)
+            out[i:i + _MLP_PIXELS] = torch.sigmoid(self.mlp(chunk)[:, 0]).float().numpy()
         return out
 
     def _post_filter(self, rgb: np.ndarray, out: np.ndarray, band: np.ndarray,
@@ -298,8 +370,8 @@ class Arbiter(nn.Module):
         r = max(1, round(self.post_radius * (h + w) / 300))
         step = self.stride(h, w)
         region = cv2.dilate(band.view(np.uint8), np.ones((4 * r + 1, 4 * r + 1), np.uint8)) > 0
-        ry, rx = np.nonzero(region)
         if step == 1:
+            ry, rx = np.nonzero(region)
             guide = unit_rgb(rgb)
             filtered = guided_filter(guide, torch.from_numpy(out)[None, None], r, self.post_eps)[0, 0]
             out[ry, rx] = filtered.clamp_(0, 1).numpy()[ry, rx]
@@ -307,7 +379,9 @@ class Arbiter(nn.Module):
         small_guide = pooled[step][0]
         small_out = torch.from_numpy(cv2.resize(out, small_guide.shape[:1:-1], interpolation=cv2.INTER_AREA))
         a, b = guided_filter_coefficients(small_guide, small_out[None, None], max(1, r // step), self.post_eps)
-        out[ry, rx] = self._filter_at([pack_coefficients(a, b)], rgb, ry, rx)[0][0].numpy()
+        ab = pack_coefficients(a, b)
+        for ry, rx in _strips(region):  # the coefficients are fitted: writing into ``out`` changes none
+            out[ry, rx] = self._filter_at([ab], rgb, ry, rx)[0][0].numpy()
 
     @staticmethod
     def _filter_at(coefficients: list[torch.Tensor], rgb: np.ndarray, ry: np.ndarray, rx: np.ndarray

@@ -128,6 +128,29 @@ def test_large_images_fit_the_filters_at_a_stride():
     assert float(filtered.abs().mean()) < 0.05
 
 
+def test_pieces_give_the_whole_images_values(monkeypatch):
+    """Large images are worked on in pieces (strips of rows for the gradient, the distances, the candidates and
+    the final filter; chunks of pixels for the features and the MLP): with pieces of a few hundred pixels, every
+    value is the one-piece computation's, on both the exact and the strided path. ``in_place`` writes the same
+    values into the output it was given."""
+    import models.cascadepsp.arbiter as module
+    image, mask, prob = _scene(120, 160)
+    for max_pixels in (500_000, 5000):
+        arbiter = seed_model(Arbiter(hidden=8, max_pixels=max_pixels), 3).eval()
+        whole_x, whole_band = arbiter.features(image, mask, prob)
+        whole = arbiter(image, mask, prob)
+        with monkeypatch.context() as patch:
+            patch.setattr(module, '_STRIP_PIXELS', 700)
+            patch.setattr(module, '_MLP_PIXELS', 300)
+            x, band = arbiter.features(image, mask, prob)
+            pieces = arbiter(image, mask, prob)
+        assert np.array_equal(band, whole_band) and torch.equal(x, whole_x) and np.array_equal(pieces, whole)
+        given = prob.astype(np.float32)
+        assert arbiter(image, mask, given, in_place=True) is given and np.array_equal(given, whole)
+    with pytest.raises(ValueError, match='float32'):
+        arbiter(image, mask, prob.astype(np.float64), in_place=True)
+
+
 def _tiny_lite(arbiter: Arbiter | None = None):
     model = seed_model(build_model('lite', widths=[8, 8, 16, 16, 16], psp_channels=16, up_channels=[8, 8]), 2)
     with torch.no_grad():
