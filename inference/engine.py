@@ -2,12 +2,14 @@
 
 Shared by the command lines (``--device --precision --exact``), :class:`inference.Refiner` and ``segrefine``.
 
-By default CascadePSP's networks compute the authors' function with cheaper arithmetic (:mod:`util.fastconv`): batch
-norms folded into the convolutions before them; on the CPU, 3x3 convolutions through Winograd's transform;
-linear maps moved before bilinear upsampling where they commute (``exact`` attributes of :class:`models.cascadepsp.psp.PyramidPooling` and
-:class:`models.cascadepsp.upsample.UpsampleBlock`). Results differ from the authors' order of operations by
-float rounding (about 1e-4 of an activation's scale; refinements stay inside the reference tolerances);
-``exact=True`` runs their operations one for one (bit-identical to their code on the same kernels).
+By default CascadePSP's and CRM's networks compute the authors' function with cheaper arithmetic
+(:mod:`util.fastconv`): batch norms folded into the convolutions before them; on the CPU, 3x3 convolutions
+through Winograd's transform; linear maps moved before bilinear upsampling where they commute, or before a
+look-up (``exact`` attributes of :class:`models.cascadepsp.psp.PyramidPooling`,
+:class:`models.cascadepsp.upsample.UpsampleBlock` and :class:`models.crm.network.CRMNet`). Results differ from
+the authors' order of operations by float rounding (about 1e-4 of an activation's scale for CascadePSP; at most
+8e-6 on CRM's reference logits, whose bound is 1e-4); ``exact=True`` runs their operations one for one
+(bit-identical to their code on the same kernels).
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ PRECISIONS: dict[str, torch.dtype | None] = {'fp32': None, 'bf16': torch.bfloat1
 
 def prepare(model: nn.Module, device: str | torch.device, exact: bool = False) -> nn.Module:
     """Move ``model`` to ``device`` in eval mode, with the reordered arithmetic unless ``exact`` or its method
-    does not allow it (:attr:`methods.base.Method.fast_arithmetic`: CascadePSP's networks; CRM's and MagNet's
-    reference bounds, down to 1e-5 on MagNet's refinement logits, are tighter than Winograd's rounding).
+    does not allow it (:attr:`methods.base.Method.fast_arithmetic`: CascadePSP's and CRM's networks; MagNet's
+    reference bounds, down to 1e-5 on its refinement logits, are tighter than Winograd's rounding).
     Idempotent: a model already prepared for the same device and arithmetic is returned as it is (the command lines
     prepare it, then hand it to a :class:`inference.Refiner`). Returns the same module."""
     device = torch.device(device)

@@ -5,7 +5,10 @@ on a synthetic image with seeded weights in the released layouts (no dataset or 
 
 deepglobe: 2448 x 2448, ResNet-50 FPN, scales 612/1224/2448, crops 612 -> 508, one refinement module;
 cityscapes: 2048 x 1024, HRNet-W18-Small-v2 + OCR, scales 256x128 .. 2048x1024, three modules. Each run is a
-fresh process; prints the wall time and the peak RSS (ru_maxrss), and the peak GPU memory on CUDA.
+fresh process; prints the wall time and the peak RSS (ru_maxrss), and the peak GPU memory on CUDA; then where
+the time goes, per stage of the progressive inference (:data:`STAGES`: calls, seconds, share of the run, and
+the peak RSS reached by the end of the stage's last call), the rest (model loading, resizing, the label
+scatter, writing) as "other"; and a digest of the predicted labels, to compare two versions of the code.
 """
 from __future__ import annotations
 
@@ -29,6 +32,49 @@ SETTINGS = {
                               '--input_size', '256', '128', '--smooth_kernel', '5'],
                        magnet=['--n_patches', '-1', '--n_points', '32768'], fast=['--n_patches', '4', '--n_points', '0.9']),
 }
+
+
+#: The functions of methods/magnet/inference.py timed as stages, and their names in the breakdown.
+STAGES = {'scale_patches': 'patch extraction', '_predict': 'backbone (normalise, network, softmax)',
+          'roi_align': 'roi_align', 'ensemble': 'ensemble of refined patches', 'calculate_certainty': 'certainty',
+          'median_blur': 'median blur of the error map', 'get_uncertain_point_coords_on_grid': 'point selection',
+          'point_sample': 'point sampling'}
+REFINEMENT = 'refinement module'
+
+
+def _time_stages() -> dict[str, list[float]]:
+    """Wrap the stages (and every refinement module's call) so that each call adds its time; returns the
+    running totals, name -> [calls, seconds, peak RSS in GiB by the end of the last call]."""
+    import methods.magnet.inference as inference
+    from models.magnet.system import MagNetSystem
+    totals: dict[str, list[float]] = {}
+
+    def timed(name: str, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                entry = totals.setdefault(name, [0, 0.0, 0.0])
+                entry[0] += 1
+                entry[1] += time.perf_counter() - start
+                entry[2] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        return wrapper
+
+    for attr, name in STAGES.items():
+        setattr(inference, attr, timed(name, getattr(inference, attr)))
+    choose = MagNetSystem.refinement
+    MagNetSystem.refinement = lambda self, stage: timed(REFINEMENT, choose(self, stage))
+    return totals
+
+
+def _digest(folder: Path) -> str:
+    import hashlib
+    digest = hashlib.sha1()
+    for path in sorted(folder.rglob('*.png')):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _prepare(work: Path, setting: dict) -> list[str]:
@@ -64,11 +110,14 @@ def main() -> int:
     if args.child:  # one measured run, in its own process
         import torch
         import eval as eval_cli
+        stages = _time_stages()
+        argv = json.loads(args.child)
         start = time.perf_counter()
-        code = eval_cli.main(json.loads(args.child))
+        code = eval_cli.main(argv)
         print(json.dumps({'code': code, 'seconds': time.perf_counter() - start,
                           'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                          'peak_gpu_gib': torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}))
+                          'peak_gpu_gib': torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+                          'stages': stages, 'labels': _digest(Path(argv[argv.index('--save_dir') + 1]))}))
         return code
     setting = SETTINGS[args.setting]
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +132,15 @@ def main() -> int:
     w, h = setting['size']
     print(f"{args.setting} {'MagNet-Fast' if args.fast else 'MagNet'} {w}x{h} on {args.device}: "
           f"{result['seconds']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB"
-          + (f", peak GPU {result['peak_gpu_gib']:.2f} GiB" if result['peak_gpu_gib'] is not None else ''))
+          + (f", peak GPU {result['peak_gpu_gib']:.2f} GiB" if result['peak_gpu_gib'] is not None else '')
+          + f"; labels {result['labels']}")
+    total = result['seconds']
+    print(f"{'stage':42s} {'calls':>6s} {'seconds':>8s} {'share':>6s} {'peak RSS':>9s}")
+    rows = sorted(result['stages'].items(), key=lambda item: -item[1][1])
+    for name, (calls, seconds, peak) in rows:
+        print(f'{name:42s} {calls:6d} {seconds:8.2f} {seconds / total:6.1%} {peak:6.2f} GiB')
+    other = total - sum(seconds for _, seconds, _ in result['stages'].values())
+    print(f"{'other (loading, resizing, label scatter, writing)':42s} {'':6s} {other:8.2f} {other / total:6.1%}")
     return 0
 
 

@@ -5,4 +5,4 @@ from methods.crm.inference import extra_outputs, refine
 from methods.crm.recipe import recipe
 
 METHOD = Method(name='crm', archs=('crm',), InferConfig=CRMConfig, TrainConfig=CRMTrainConfig, refine=refine,
-                recipe=recipe, presets=PRESETS, extra_outputs=extra_outputs)
+                recipe=recipe, presets=PRESETS, extra_outputs=extra_outputs, fast_arithmetic=True)

@@ -88,43 +88,60 @@ def median_blur(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return windows.median(dim=1).values.view(n, c, h, w)
 
 
+#: Elements of one bilinear tap (channels x boxes x samples) gathered at once by :func:`roi_align`.
+_ROI_ELEMENTS = 1 << 24
+
+
 def roi_align(x: torch.Tensor, boxes: list[torch.Tensor], output_size: tuple[int, int]) -> torch.Tensor:
     """torchvision's ``roi_align(x, boxes, output_size)`` with its defaults (spatial_scale 1, sampling_ratio -1,
     ``aligned=False``; MAGNET.md §5.6, Q19), in float32.
 
     x: N x C x H x W; boxes: one K_n x 4 tensor per image, (x1, y1, x2, y2) in pixels of x (pixel centres at
-    integers); output_size (oh, ow). Returns (sum K_n) x C x oh x ow, boxes in order."""
+    integers); output_size (oh, ow). Returns (sum K_n) x C x oh x ow, boxes in order.
+
+    Boxes with the same sampling grid (the same ceil(size / output) per axis: all of MagNet's boxes at a scale)
+    are sampled together, as many at a time as :data:`_ROI_ELEMENTS` allows; each value is computed with the
+    same operations as box by box."""
     oh, ow = output_size
     _, c, height, width = x.shape
     out = []
     for n, image_boxes in enumerate(boxes):
-        for box in image_boxes.to(torch.float32).cpu():
-            x1, y1, x2, y2 = box
-            roi_w = torch.clamp(x2 - x1, min=1.0)
-            roi_h = torch.clamp(y2 - y1, min=1.0)
-            bw, bh = roi_w / ow, roi_h / oh
-            gw, gh = int(torch.ceil(roi_w / ow)), int(torch.ceil(roi_h / oh))
-            ys, (y_lo, y_hi, ly, vy) = _axis(y1, bh, gh, oh, height)
-            xs, (x_lo, x_hi, lx, vx) = _axis(x1, bw, gw, ow, width)
-            v = x[n]
-            hy, hx = 1 - ly, 1 - lx
-            rows_lo, rows_hi = v[:, y_lo.to(x.device)], v[:, y_hi.to(x.device)]
-            wy = [t.to(x.device)[None, :, None] for t in (hy, ly)]
-            wx = [t.to(x.device)[None, None, :] for t in (hx, lx)]
-            xl, xh = x_lo.to(x.device), x_hi.to(x.device)
-            sample = (wy[0] * wx[0] * rows_lo[:, :, xl] + wy[0] * wx[1] * rows_lo[:, :, xh]
-                      + wy[1] * wx[0] * rows_hi[:, :, xl] + wy[1] * wx[1] * rows_hi[:, :, xh])
-            valid = (vy.to(x.device)[:, None] & vx.to(x.device)[None, :]).to(x.dtype)
-            sample = (sample * valid).view(c, oh, gh, ow, gw)
-            out.append(sample.sum(dim=(2, 4)) / max(gh * gw, 1))
+        b = image_boxes.to(torch.float32).cpu().reshape(-1, 4)
+        if not len(b):
+            continue
+        roi_w, roi_h = torch.clamp(b[:, 2] - b[:, 0], min=1.0), torch.clamp(b[:, 3] - b[:, 1], min=1.0)
+        bw, bh = roi_w / ow, roi_h / oh
+        gw, gh = torch.ceil(roi_w / ow).long(), torch.ceil(roi_h / oh).long()
+        flat = x[n].reshape(c, height * width)
+        result = x.new_empty(len(b), c, oh, ow)
+        for g_h, g_w in sorted(set(zip(gh.tolist(), gw.tolist()))):
+            group = ((gh == g_h) & (gw == g_w)).nonzero()[:, 0]
+            step = max(1, _ROI_ELEMENTS // max(1, c * oh * g_h * ow * g_w))
+            for part in group.split(step):
+                _, (y_lo, y_hi, ly, vy) = _axis(b[part, 1:2], bh[part, None], g_h, oh, height)
+                _, (x_lo, x_hi, lx, vx) = _axis(b[part, 0:1], bw[part, None], g_w, ow, width)
+                hy, hx = 1 - ly, 1 - lx
+                wy = [t.to(x.device)[None, :, :, None] for t in (hy, ly)]  # 1 x K x Sy x 1
+                wx = [t.to(x.device)[None, :, None, :] for t in (hx, lx)]  # 1 x K x 1 x Sx
+
+                def tap(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:  # C x K x Sy x Sx
+                    return flat[:, (rows[:, :, None] * width + cols[:, None, :]).to(x.device)]
+
+                sample = (wy[0] * wx[0] * tap(y_lo, x_lo) + wy[0] * wx[1] * tap(y_lo, x_hi)
+                          + wy[1] * wx[0] * tap(y_hi, x_lo) + wy[1] * wx[1] * tap(y_hi, x_hi))
+                valid = (vy[:, :, None] & vx[:, None, :]).to(x.device).to(x.dtype)
+                sample = (sample * valid).view(c, len(part), oh, g_h, ow, g_w)
+                result[part.to(x.device)] = (sample.sum(dim=(3, 5)) / max(g_h * g_w, 1)).transpose(0, 1)
+        out.append(result)
     if not out:
         return x.new_zeros(0, c, oh, ow)
-    return torch.stack(out)
+    return torch.cat(out)
 
 
 def _axis(start: torch.Tensor, bin_size: torch.Tensor, grid: int, bins: int, size: int):
-    """Sample positions along one axis of a box (bins x grid of them) and their bilinear taps:
-    (positions, (low index, high index, fraction, valid))."""
+    """Sample positions along one axis of boxes (``start`` and ``bin_size``: K x 1, or scalars for one box; bins x
+    grid positions each) and their bilinear taps: (positions, (low index, high index, fraction, valid)), each
+    K x (bins x grid)."""
     p = torch.arange(bins, dtype=torch.float32).repeat_interleave(grid)
     i = torch.arange(grid, dtype=torch.float32).repeat(bins)
     pos = start + p * bin_size + (i + 0.5) * bin_size / grid

@@ -77,7 +77,8 @@ def test_forward_chunked_with_feature_reuse(crm_ref, crm_model, case):
     h, w = info['padded_hw']
     assert torch.equal(make_coord((h, w))[None], torch.from_numpy(z[f'fw{case}_coord']))
     captured = []
-    hook = crm_model.imnet.register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))
+    # The decoder's last layer: its output is the MLP's, whichever way the first layer runs.
+    hook = crm_model.imnet.layers[-1].register_forward_hook(lambda m, i, o: captured.append(o.detach().clone()))
     try:
         with torch.inference_mode():
             feat = crm_model.features(x, seg)
