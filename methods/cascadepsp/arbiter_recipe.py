@@ -38,9 +38,9 @@ from util.transforms import binarize, mask_tensor, rgb_tensor
 
 log = logging.getLogger(__name__)
 #: The coarse-mask families of the shipped arbiter and their weights: dataset.degrade names, and the real
-#: segmenter's masks. Half of the synthetic ones are near-right (lowres_near, x3-x5): with fewer, it moved x4
-#: boundaries that were right (docs/experiments/lite.md).
-FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 10}
+#: segmenter's masks of the training images (a sixth of them). Half of all are near-right (lowres_near, x3-x5):
+#: with fewer, it moved x4 boundaries that were right (docs/experiments/lite.md).
+FAMILIES = {'lowres_wide': 5, 'perturb': 2, 'blur': 2, 'identity': 1, 'lowres_near': 15, 'mediapipe': 5}
 #: The module's own hyper-parameters (its width, cues and final filter): their one home is :class:`Arbiter`.
 _MODULE = {name: p.default for name, p in inspect.signature(Arbiter).parameters.items()}
 
@@ -52,7 +52,7 @@ class ArbiterConfig:
     data_root: str = field(default_factory=default_data_root, metadata={
         'help': 'the data root (default: $CASCADEPSP_DATA or data)'})
     sources: list[str] = field(default_factory=lambda: ['ecssd', 'DUTS-TE'])
-    images: int = field(default=1200, metadata={'help': 'training images'})
+    images: int = field(default=1800, metadata={'help': 'training images'})
     samples: int = field(default=3000, metadata={'help': 'band pixels per image'})
     epochs: int = 8
     hidden: int = field(default=_MODULE['hidden'], metadata={'help': "width of the MLP's hidden layers"})
