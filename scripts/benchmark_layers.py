@@ -1,8 +1,8 @@
 """Where one CascadePSP Global step's time goes, layer by layer, against the multiplications it does.
 
-    python -m scripts.benchmark_layers [--model seeded|lite|PATH] [--size 900] [--exact] [--repeat 2]
+    python -m scripts.benchmark_layers [--model seeded|lite|PATH] [--size 904] [--exact] [--repeat 2]
 
-Runs the 3-level cascade once on a SIZE x SIZE input (the Global step at L = 900 on a 1000-px photo) as
+Runs the 3-level cascade on a SIZE x SIZE input (the Global step at L = 900 on a 1000-px photo, padded) as
 inference does (:func:`inference.engine.prepare`: the default arithmetic, or ``--exact``), after one warm-up
 pass, and times every top-level part of the network (forward hooks; the ResNet's stem and four layers, the
 pyramid pooling, the decoder's upsampling blocks and the heads) over the three levels. The multiply-adds are
@@ -51,7 +51,7 @@ def _macs(model: nn.Module, x: torch.Tensor, m: torch.Tensor) -> dict[str, float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', default='seeded')
-    parser.add_argument('--size', type=int, default=900)
+    parser.add_argument('--size', type=int, default=904, help='input side (a multiple of 8: L = 900 pads to 904)')
     parser.add_argument('--exact', action='store_true')
     parser.add_argument('--repeat', type=int, default=2, help='timed passes (after one warm-up)')
     args = parser.parse_args(argv)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} {'exact' if args.exact else 'default'} arithmetic, {args.size} x {args.size}, "
           f"{torch.get_num_threads()} threads: {total:.2f} s per 3-level pass, {macs['total']:.0f} GMAC "
           f"({macs['total'] / total:.0f} GMAC/s)")
-    print(f"| part | seconds | share | GMAC | GMAC/s |\n|---|---|---|---|---|")
+    print('| part | seconds | share | GMAC | GMAC/s |\n|---|---|---|---|---|')
     for name in _parts(model):
         seconds = times.get(name, 0.0) / args.repeat
         rate = f'{macs[name] / seconds:.0f}' if seconds > 0 and macs[name] else '-'

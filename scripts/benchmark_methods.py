@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def main() -> int:
         import eval as eval_cli
         folder, model, output = args.child
         start = time.perf_counter()
-        code = eval_cli.main(['--dir', folder, '--output', output, '--model', model, '--clear'])
+        code = eval_cli.main(['--dir', folder, '--output', output, '--model', model])
         print(json.dumps({'code': code, 'seconds': time.perf_counter() - start,
                           'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
         return code
@@ -81,10 +82,12 @@ def main() -> int:
     runs: dict[tuple[str, str], list[dict]] = {}
     for case in args.case:
         folder = _inputs(work, case)
-        for _ in range(args.pairs):
+        for round_ in range(args.pairs):
             for method in args.method:
+                output = work / f'out_{case}_{method}_{round_}'
+                shutil.rmtree(output, ignore_errors=True)  # eval.py resumes: a folder it finished is skipped
                 cmd = [sys.executable, '-m', 'scripts.benchmark_methods', '--child', str(folder),
-                       _weights(work, method), str(work / f'out_{case}_{method}')]
+                       _weights(work, method), str(output)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
                 if proc.returncode or not lines:

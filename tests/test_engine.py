@@ -209,6 +209,24 @@ def test_keep_freed_memory_sets_and_restores_glibc(monkeypatch):
     assert libc.calls == []
 
 
+def test_returning_freed_memory_inside_a_keeping_block(monkeypatch):
+    """A step that returns the kept memory (the arbiter) restores glibc's regime and trims inside a keeping block,
+    then keeps again; outside any block it changes nothing."""
+    libc = _RecordingLibc()
+    monkeypatch.setattr(malloc, '_LIBC', libc)
+    keep = [('mallopt', malloc._M_MMAP_MAX, 0), ('mallopt', malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+    restore = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_MMAP_THRESHOLD, 32 * 2 ** 20),
+               ('mallopt', malloc._M_TRIM_THRESHOLD, 64 * 2 ** 20), ('malloc_trim', 0)]
+    with malloc.returning_freed_memory():
+        pass
+    assert libc.calls == []
+    with malloc.keep_freed_memory():
+        with malloc.returning_freed_memory():
+            assert libc.calls == keep + restore
+        assert libc.calls == keep + restore + keep and malloc._depth == 1
+    assert libc.calls == keep + restore + keep + restore and malloc._depth == 0
+
+
 def test_refine_image_keeps_freed_memory_only_when_asked(lite, monkeypatch):
     """Process-wide allocator settings are never changed by a library call unless its caller asks (the argument,
     a Refiner's switch, or SEGREFINE_KEEP_FREED_MEMORY=1); the command lines ask for their whole run."""

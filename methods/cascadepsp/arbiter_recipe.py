@@ -87,6 +87,9 @@ def assign(pairs: list[Pair], images: int, families: dict[str, float], rng: np.r
     eligible = with_segmenter_masks(order)
     share = families[SEGMENTER] / sum(families.values())
     chosen = eligible[:min(len(eligible), round(images * share))]
+    if len(chosen) < round(images * share):
+        log.warning('arbiter: %d of the %d %s masks asked for exist with IoU >= 0.6 (dataset/segmenter_masks.py); '
+                    'the rest come from the synthetic families', len(chosen), round(images * share), SEGMENTER)
     taken = set(chosen)
     rest = [p for p in order if p not in taken][:images - len(chosen)]
     items = [(p, SEGMENTER) for p in chosen] + [(p, None) for p in rest]

@@ -85,6 +85,36 @@ class FeatureFusion(nn.Module):
         return self.last_conv(torch.cat(outs, 1))
 
 
+def _neighbours(coord: torch.Tensor, hf: int, wf: int):
+    """The query coordinates (B x Q x 2) moved towards each of the four nearest cells of an hf x wf feature grid,
+    as the authors move them (half a cell, plus 1e-6, clamped inside (-1, 1))."""
+    rx, ry = 2 / hf / 2, 2 / wf / 2  # the authors' names: rx steps rows, ry columns
+    for vx in (-1, 1):
+        for vy in (-1, 1):
+            shifted = coord.clone()
+            shifted[:, :, 0] += vx * rx + 1e-6
+            shifted[:, :, 1] += vy * ry + 1e-6
+            yield shifted.clamp_(-1 + 1e-6, 1 - 1e-6)
+
+
+def _scaled(x: torch.Tensor, hf: int, wf: int) -> torch.Tensor:
+    """B x Q x 2 (rows, columns) in place times (hf, wf): offsets and cells in units of a feature cell."""
+    x[:, :, 0] *= hf
+    x[:, :, 1] *= wf
+    return x
+
+
+def _blend(preds: list[torch.Tensor], areas: list[torch.Tensor]) -> torch.Tensor:
+    """The local ensemble: the four neighbours' predictions (each B x Q x 1), each weighted by its opposite
+    neighbour's area (the authors' diagonal swap) over their sum."""
+    total = torch.stack(areas).sum(0)
+    areas = [areas[3], areas[2], areas[1], areas[0]]
+    out = 0
+    for pred, area in zip(preds, areas):
+        out = out + pred * (area / total).unsqueeze(-1)
+    return out
+
+
 class MLP(nn.Module):
     """Linear-ReLU stack; the released keys are ``layers.{0,2,4,6,8}``."""
 
@@ -168,44 +198,46 @@ class CRMNet(nn.Module):
         1 x 1 convolution before the look-up (a query then gathers 32 values per neighbour instead of 256, and
         multiplies 6 inputs instead of 262). The same function up to float rounding (a sum split in two)."""
         b, c, hf, wf = feat.shape
-        first = self.imnet.layers[0]
-        split = not (self.exact or self.training)
-        if split:
-            projected = F.conv2d(feat, first.weight[:, :c, None, None])
+        if not (self.exact or self.training):
+            return self._decode_split(feat, coord, cell)
         feat_coord = make_coord((hf, wf), flatten=False, device=feat.device).permute(2, 0, 1)[None].expand(b, 2, hf, wf)
-        rx, ry = 2 / hf / 2, 2 / wf / 2  # the authors' names: rx steps rows, ry columns
-        rel_cell = cell.clone()
-        rel_cell[:, :, 0] *= hf
-        rel_cell[:, :, 1] *= wf
+        rel_cell = _scaled(cell.clone(), hf, wf)
         preds, areas = [], []
-        for vx in (-1, 1):
-            for vy in (-1, 1):
-                shifted = coord.clone()
-                shifted[:, :, 0] += vx * rx + 1e-6
-                shifted[:, :, 1] += vy * ry + 1e-6
-                shifted.clamp_(-1 + 1e-6, 1 - 1e-6)
-                grid = shifted.flip(-1).unsqueeze(1)
-                q_coord = F.grid_sample(feat_coord, grid, mode='nearest', align_corners=False)[:, :, 0, :].permute(0, 2, 1)
-                rel = coord - q_coord
-                rel[:, :, 0] *= hf
-                rel[:, :, 1] *= wf
-                q = coord.shape[1]
-                if split:
-                    hidden = F.grid_sample(projected, grid, mode='nearest', align_corners=False)[:, :, 0, :].permute(0, 2, 1)
-                    hidden = hidden + F.linear(torch.cat([rel, coord, rel_cell], dim=-1), first.weight[:, c:], first.bias)
-                    preds.append(self.imnet.layers[1:](hidden.reshape(b * q, -1)).view(b, q, -1))
-                else:
-                    q_feat = F.grid_sample(feat, grid, mode='nearest', align_corners=False)[:, :, 0, :].permute(0, 2, 1)
-                    inp = torch.cat([q_feat, rel, coord, rel_cell], dim=-1)
-                    preds.append(self.imnet(inp.view(b * q, -1)).view(b, q, -1))
-                areas.append(torch.abs(rel[:, :, 0] * rel[:, :, 1]) + 1e-9)
-        total = torch.stack(areas).sum(0)
-        areas = [areas[3], areas[2], areas[1], areas[0]]  # each neighbour weighted by its opposite's area
-        out = 0
-        for pred, area in zip(preds, areas):
-            out = out + pred * (area / total).unsqueeze(-1)
-        return out
+        for shifted in _neighbours(coord, hf, wf):
+            grid = shifted.flip(-1).unsqueeze(1)
+            q_feat = F.grid_sample(feat, grid, mode='nearest', align_corners=False)[:, :, 0, :].permute(0, 2, 1)
+            q_coord = F.grid_sample(feat_coord, grid, mode='nearest', align_corners=False)[:, :, 0, :].permute(0, 2, 1)
+            rel = _scaled(coord - q_coord, hf, wf)
+            inp = torch.cat([q_feat, rel, coord, rel_cell], dim=-1)
+            q = coord.shape[1]
+            preds.append(self.imnet(inp.view(b * q, -1)).view(b, q, -1))
+            areas.append(torch.abs(rel[:, :, 0] * rel[:, :, 1]) + 1e-9)
+        return _blend(preds, areas)
 
+    def _decode_split(self, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode` with the first layer split around the look-up. The look-up is grid_sample's nearest
+        cell, computed as its CPU kernel computes it ((g + 1) * (size / 2) - 0.5, rounded half to even), then
+        read as rows of a cells x channels table: the cell's coordinates are the table of
+        :func:`make_coord`, its projected features a 1 x 1 convolution's output. The MLP's ReLUs run in place."""
+        b, c, hf, wf = feat.shape
+        first, rest = self.imnet.layers[0], list(self.imnet.layers[1:])
+        table = F.conv2d(feat, first.weight[:, :c, None, None]).flatten(2).transpose(1, 2).contiguous()  # B x HW x 32
+        rows, cols = axis_coord(hf, device=feat.device), axis_coord(wf, device=feat.device)
+        rel_cell = _scaled(cell.clone(), hf, wf)
+        offset = (torch.arange(b, device=feat.device) * (hf * wf))[:, None]
+        preds, areas = [], []
+        for shifted in _neighbours(coord, hf, wf):
+            iy = ((shifted[:, :, 0] + 1) * (hf / 2) - 0.5).round_().long().clamp_(0, hf - 1)
+            ix = ((shifted[:, :, 1] + 1) * (wf / 2) - 0.5).round_().long().clamp_(0, wf - 1)
+            rel = _scaled(coord - torch.stack([rows[iy], cols[ix]], -1), hf, wf)
+            q = coord.shape[1]
+            hidden = table.view(b * hf * wf, -1)[(iy * wf + ix + offset).view(-1)]
+            hidden += F.linear(torch.cat([rel, coord, rel_cell], dim=-1), first.weight[:, c:], first.bias).view(b * q, -1)
+            for layer in rest:
+                hidden = hidden.relu_() if isinstance(layer, nn.ReLU) else layer(hidden)
+            preds.append(hidden.view(b, q, -1))
+            areas.append(torch.abs(rel[:, :, 0] * rel[:, :, 1]) + 1e-9)
+        return _blend(preds, areas)
     def forward(self, image: torch.Tensor, seg: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
         """Training forward: ``out_224`` logits and ``pred_224`` probabilities, B x Q x 1 (the authors' names)."""

@@ -273,3 +273,30 @@ def test_gradient_by_strips_is_the_whole_image_gradient(monkeypatch):
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
         gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
         assert np.array_equal(arbiter_module._gradient_magnitude(rgb), np.sqrt(gx * gx + gy * gy)), (h, w)
+
+
+def test_segmenter_masks_join_the_mix_by_their_share(tiny_data, caplog):
+    """The arbiter recipe's ``mediapipe`` family: the segmenter's masks of the training pairs where they exist
+    with IoU >= 0.6 (``DATA/mediapipe/SOURCE/STEM.png`` and ``iou.tsv``), for their share of the weights; where
+    fewer exist than asked, synthetic families fill in, with a warning."""
+    import shutil
+
+    from dataset.readers import training_pairs
+    from dataset.segmenter_masks import segmenter_mask, with_segmenter_masks
+    from methods.cascadepsp.arbiter_recipe import assign
+    root = tiny_data(n=6)
+    pairs = training_pairs(str(root), ['ecssd'])
+    folder = root / 'mediapipe' / 'ecssd'
+    folder.mkdir(parents=True)
+    ious = {'0': 0.9, '1': 0.7, '2': 0.5, '3': 0.95}  # 2 is below the bar; 4 and 5 have no mask
+    for stem in ious:
+        shutil.copy(root / 'ecssd' / f'{stem}.png', folder / f'{stem}.png')
+    (folder / 'iou.tsv').write_text('name\tiou\n' + ''.join(f'{k}\t{v}\n' for k, v in ious.items()))
+    assert [p.image.stem for p in with_segmenter_masks(pairs)] == ['0', '1', '3']
+    assert segmenter_mask(pairs[0]) == folder / '0.png'
+    items = assign(pairs, 6, {'identity': 1, 'mediapipe': 1}, np.random.default_rng(0))
+    segmented = sorted(p.image.stem for p, family in items if family == 'mediapipe')
+    assert len(items) == 6 and segmented == ['0', '1', '3'] and not caplog.records
+    items = assign(pairs, 6, {'identity': 1, 'mediapipe': 3}, np.random.default_rng(0))  # asks for 4.5 -> 4
+    assert sum(family == 'mediapipe' for _, family in items) == 3 and len(items) == 6
+    assert '3 of the 4 mediapipe masks' in caplog.text
