@@ -42,8 +42,9 @@ from util.guided_filter import (apply_coefficients, guided_filter, guided_filter
 from util.transforms import unit_rgb
 
 
-#: Rows per strip where a full-resolution intermediate would be large (the gradient's grey image and Sobel
-#: responses; the final filter's samples): each strip's values are the whole image's, computed piecewise.
+#: Pixels per strip of rows, or per chunk of pixels, where a full-resolution intermediate would be large (the
+#: gradient's grey image and Sobel responses, the distance maps, the candidates around the band, the final
+#: filter's samples): each piece's values are the whole image's, computed piecewise.
 _STRIP_PIXELS = 2_000_000
 #: Band pixels per pass of the MLP, and per piece of its features.
 _MLP_PIXELS = 1 << 16
