@@ -174,8 +174,8 @@ def refine_global_only(model: nn.Module, image: torch.Tensor, mask: torch.Tensor
     """
     h, w = image.shape[-2:]
     min_size = L if min_size is None else min_size
-    image = as_normalized(image)
     if max(h, w) < min_size:
+        image = as_normalized(image)
         up_image, up_mask = resize_max_side(image, min_size, 'bicubic'), resize_max_side(mask, min_size, 'bilinear')
         dev = model_device(model)
         pred = safe_forward(model, up_image.to(dev), up_mask.to(dev), keys=('pred_224',))['pred_224']

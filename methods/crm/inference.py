@@ -63,6 +63,15 @@ def decode_full(model: nn.Module, image: torch.Tensor, seg: torch.Tensor, size: 
     input's device."""
     dev = next(model.parameters()).device
     feat = model.features(image.to(dev), seg.to(dev))
+    if model.splits_decoder:  # the split decoder's table, once per scale; the features are not kept
+        lookup = model.lookup_table(feat)
+        del feat
+
+        def decode(coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+            return model.decode_table(lookup, coord, cell)
+    else:
+        def decode(coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+            return model.decode(feat, coord, cell)
     h, w = size
     rows, cols = axis_coord(h, device=dev), axis_coord(w, device=dev)
     cell = torch.tensor([2 / h, 2 / w], dtype=torch.float32, device=dev)
@@ -71,7 +80,7 @@ def decode_full(model: nn.Module, image: torch.Tensor, seg: torch.Tensor, size: 
     for start in range(0, h * w, chunk):
         q = torch.arange(start, min(start + chunk, h * w), device=dev)
         coord = torch.stack([rows[q // w], cols[q % w]], -1)[None].expand(b, -1, 2)
-        out[:, start:start + len(q)] = model.decode(feat, coord, cell.expand(b, len(q), 2))[..., 0].to(image.device)
+        out[:, start:start + len(q)] = decode(coord, cell.expand(b, len(q), 2))[..., 0].to(image.device)
     return out.view(b, 1, h, w)
 
 

@@ -198,8 +198,8 @@ class CRMNet(nn.Module):
         1 x 1 convolution before the look-up (a query then gathers 32 values per neighbour instead of 256, and
         multiplies 6 inputs instead of 262). The same function up to float rounding (a sum split in two)."""
         b, c, hf, wf = feat.shape
-        if not (self.exact or self.training):
-            return self._decode_split(feat, coord, cell)
+        if self.splits_decoder:
+            return self.decode_table(self.lookup_table(feat), coord, cell)
         feat_coord = make_coord((hf, wf), flatten=False, device=feat.device).permute(2, 0, 1)[None].expand(b, 2, hf, wf)
         rel_cell = _scaled(cell.clone(), hf, wf)
         preds, areas = [], []
@@ -214,17 +214,32 @@ class CRMNet(nn.Module):
             areas.append(torch.abs(rel[:, :, 0] * rel[:, :, 1]) + 1e-9)
         return _blend(preds, areas)
 
-    def _decode_split(self, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """:meth:`decode` with the first layer split around the look-up. The look-up is grid_sample's nearest
-        cell, computed as its CPU kernel computes it ((g + 1) * (size / 2) - 0.5, rounded half to even), then
-        read as rows of a cells x channels table: the cell's coordinates are the table of
-        :func:`make_coord`, its projected features a 1 x 1 convolution's output. The MLP's ReLUs run in place."""
+    @property
+    def splits_decoder(self) -> bool:
+        """Whether :meth:`decode` splits its first layer around the look-up (not ``exact``, not training)."""
+        return not (self.exact or self.training)
+
+    def lookup_table(self, feat: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """The split decoder's table of B x C x hf x wf features: (B x (hf wf) x 32, the first layer's part on the
+        feature channels at every cell, row-major; hf; wf). Made once per feature map; the map itself is then
+        no longer needed (at 2500 px it is 1.1 GB)."""
         b, c, hf, wf = feat.shape
+        weight = self.imnet.layers[0].weight[:, :c, None, None]
+        return F.conv2d(feat, weight).flatten(2).transpose(1, 2).contiguous(), hf, wf
+
+    def decode_table(self, lookup: tuple[torch.Tensor, int, int], coord: torch.Tensor, cell: torch.Tensor
+                     ) -> torch.Tensor:
+        """:meth:`decode` with the first layer split around the look-up (``lookup``: :meth:`lookup_table`). The
+        look-up is grid_sample's nearest cell, computed as its CPU kernel computes it ((g + 1) * (size / 2) - 0.5,
+        rounded half to even), then read as a row of the table; the cell's coordinates are :func:`make_coord`'s.
+        The MLP's ReLUs run in place."""
+        table, hf, wf = lookup
+        b = table.shape[0]
         first, rest = self.imnet.layers[0], list(self.imnet.layers[1:])
-        table = F.conv2d(feat, first.weight[:, :c, None, None]).flatten(2).transpose(1, 2).contiguous()  # B x HW x 32
-        rows, cols = axis_coord(hf, device=feat.device), axis_coord(wf, device=feat.device)
+        c = first.in_features - 6  # the feature channels; then (rel, coord, cell), 2 each
+        rows, cols = axis_coord(hf, device=table.device), axis_coord(wf, device=table.device)
         rel_cell = _scaled(cell.clone(), hf, wf)
-        offset = (torch.arange(b, device=feat.device) * (hf * wf))[:, None]
+        offset = (torch.arange(b, device=table.device) * (hf * wf))[:, None]
         preds, areas = [], []
         for shifted in _neighbours(coord, hf, wf):
             iy = ((shifted[:, :, 0] + 1) * (hf / 2) - 0.5).round_().long().clamp_(0, hf - 1)
