@@ -188,12 +188,16 @@ class _RecordingLibc:
         return 1
 
 
+#: The glibc calls that keep freed memory, and those that restore the usual regime and return it.
+_KEEP = [('mallopt', malloc._M_MMAP_MAX, 0), ('mallopt', malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+_RESTORE = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_MMAP_THRESHOLD, 32 * 2 ** 20),
+            ('mallopt', malloc._M_TRIM_THRESHOLD, 64 * 2 ** 20), ('malloc_trim', 0)]
+
+
 def test_keep_freed_memory_sets_and_restores_glibc(monkeypatch):
     libc = _RecordingLibc()
     monkeypatch.setattr(malloc, '_LIBC', libc)
-    keep = [('mallopt', malloc._M_MMAP_MAX, 0), ('mallopt', malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
-    restore = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_MMAP_THRESHOLD, 32 * 2 ** 20),
-               ('mallopt', malloc._M_TRIM_THRESHOLD, 64 * 2 ** 20), ('malloc_trim', 0)]
+    keep, restore = _KEEP, _RESTORE
     with malloc.keep_freed_memory():
         with malloc.keep_freed_memory():  # nested: the outermost block sets and restores
             assert libc.calls == keep
@@ -214,9 +218,7 @@ def test_returning_freed_memory_inside_a_keeping_block(monkeypatch):
     then keeps again; outside any block it changes nothing."""
     libc = _RecordingLibc()
     monkeypatch.setattr(malloc, '_LIBC', libc)
-    keep = [('mallopt', malloc._M_MMAP_MAX, 0), ('mallopt', malloc._M_TRIM_THRESHOLD, 2 ** 31 - 1)]
-    restore = [('mallopt', malloc._M_MMAP_MAX, 65536), ('mallopt', malloc._M_MMAP_THRESHOLD, 32 * 2 ** 20),
-               ('mallopt', malloc._M_TRIM_THRESHOLD, 64 * 2 ** 20), ('malloc_trim', 0)]
+    keep, restore = _KEEP, _RESTORE
     with malloc.returning_freed_memory():
         pass
     assert libc.calls == []
