@@ -97,5 +97,6 @@ def _run(refiner: Refiner, args: argparse.Namespace, opts: RefineOptions, log: l
     log.info('wrote %s', args.output)
     return 0
 
+
 if __name__ == '__main__':
     sys.exit(main())

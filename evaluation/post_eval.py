@@ -76,8 +76,8 @@ def evaluate_folder(folder: str | os.PathLike, mask_prefix: str = '', workers: i
     """Score every complete triplet of ``folder``.
 
     A refined mask of another size than its ground truth is resized to it, as the authors' eval_post does
-    (:func:`evaluation.metrics.resize_like`): each is logged as a warning and counted in the summary's ``resized_masks``. With
-    ``strict_sizes`` it is a problem instead.
+    (:func:`evaluation.metrics.resize_like`): each is logged as a warning and counted in the summary's
+    ``resized_masks``. With ``strict_sizes`` it is a problem instead.
 
     Returns (summary of :func:`evaluation.metrics.summarize` with ``resized_masks``, per-image scores, problems).
     Images with a problem are not scored; the caller decides whether a partial result may be written.

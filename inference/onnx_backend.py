@@ -155,7 +155,8 @@ class OnnxCascade(nn.Module):
         try:
             meta = json.loads((folder / META).read_text())
             self.arch, self.hparams, self.folder = meta['arch'], meta['hparams'], folder
-            ARCHITECTURES[self.arch]  # a known architecture: the Local step's defaults follow it (its arch)
+            if self.arch not in ARCHITECTURES:  # the Local step's defaults follow the architecture
+                raise KeyError(f'unknown architecture {self.arch!r}')
             arbiter = Arbiter(**self.hparams['arbiter']) if self.hparams.get('arbiter') is not None else None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f'{folder / META}: not the description of an export ({e!r}); export again') from e

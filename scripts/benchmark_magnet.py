@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.measure import peak_rss_gib, run_child
+
 SETTINGS = {
     'deepglobe': dict(size=(2448, 2448), model='fpn', classes=7, refinements=1,
                       flags=['--scales', '612-612,1224-1224,2448-2448', '--crop_size', '612', '612',
@@ -58,7 +57,7 @@ def _time_stages() -> dict[str, list[float]]:
                 entry = totals.setdefault(name, [0, 0.0, 0.0])
                 entry[0] += 1
                 entry[1] += time.perf_counter() - start
-                entry[2] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+                entry[2] = peak_rss_gib()
         return wrapper
 
     for attr, name in STAGES.items():
@@ -115,20 +114,18 @@ def main() -> int:
         start = time.perf_counter()
         code = eval_cli.main(argv)
         print(json.dumps({'code': code, 'seconds': time.perf_counter() - start,
-                          'peak_rss_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                          'peak_rss_gib': peak_rss_gib(),
                           'peak_gpu_gib': torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
                           'stages': stages, 'labels': _digest(Path(argv[argv.index('--save_dir') + 1]))}))
         return code
     setting = SETTINGS[args.setting]
     with tempfile.TemporaryDirectory() as tmp:
         argv = _prepare(Path(tmp), setting) + setting['fast' if args.fast else 'magnet'] + ['--device', args.device]
-        proc = subprocess.run([sys.executable, '-m', 'scripts.benchmark_magnet', '--child', json.dumps(argv)],
-                              capture_output=True, text=True, cwd=ROOT)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-    if proc.returncode or not lines:
-        print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
-        return 1
-    result = json.loads(lines[-1])
+        try:
+            result = run_child('scripts.benchmark_magnet', ['--child', json.dumps(argv)])
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
+            return 1
     w, h = setting['size']
     print(f"{args.setting} {'MagNet-Fast' if args.fast else 'MagNet'} {w}x{h} on {args.device}: "
           f"{result['seconds']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB"

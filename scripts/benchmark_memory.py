@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.measure import peak_rss_gib, run_child
+
 
 
 def make_inputs(work: Path, w: int, h: int) -> tuple[Path, Path]:
@@ -48,19 +47,18 @@ def main() -> int:
         code = refine_cli.main([args.child[0], args.child[1], '-o', args.child[2], '--model', args.model, *(['--fast'] if args.fast else []),
                                 '--max_pixels', '0'])
         print(json.dumps({'code': code, 'seconds': time.perf_counter() - start,
-                          'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                          'peak_gib': peak_rss_gib()}))
         return code
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     w, h = args.size
     image, mask = make_inputs(work, w, h)
-    cmd = [sys.executable, '-m', 'scripts.benchmark_memory', '--model', args.model, *(['--fast'] if args.fast else []),
-           '--child', str(image), str(mask), str(work / 'refined.png')]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode or not proc.stdout.strip():
-        print(proc.stderr[-2000:], file=sys.stderr)
+    try:
+        result = run_child('scripts.benchmark_memory', ['--model', args.model, *(['--fast'] if args.fast else []),
+                                                        '--child', str(image), str(mask), str(work / 'refined.png')])
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
         return 1
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"{w}x{h} ({w * h / 1e6:.0f} MP), {args.model}{' --fast' if args.fast else ''}: {result['seconds']:.1f} s, "
           f"peak RSS {result['peak_gib']:.2f} GiB, exit {result['code']}")
     return 0

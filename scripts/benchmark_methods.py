@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.measure import peak_rss_gib, run_child
+
 CASES = {'h36m': ('H36M_test_im1.jpg', 'H36M_test_mask1.jpg', None),
          'fig1_2500': ('aeroplane.jpg', 'aeroplane.png', (2500, 1667))}
 METHODS = ('cascadepsp', 'crm', 'lite')
@@ -75,7 +74,7 @@ def main() -> int:
         start = time.perf_counter()
         code = eval_cli.main(['--dir', folder, '--output', output, '--model', model])
         print(json.dumps({'code': code, 'seconds': time.perf_counter() - start,
-                          'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                          'peak_gib': peak_rss_gib()}))
         return code
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -86,14 +85,13 @@ def main() -> int:
             for method in args.method:
                 output = work / f'out_{case}_{method}_{round_}'
                 shutil.rmtree(output, ignore_errors=True)  # eval.py resumes: a folder it finished is skipped
-                cmd = [sys.executable, '-m', 'scripts.benchmark_methods', '--child', str(folder),
-                       _weights(work, method), str(output)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-                if proc.returncode or not lines:
-                    print(f'{case} {method}: failed\n{proc.stderr[-2000:]}', file=sys.stderr)
+                try:
+                    result = run_child('scripts.benchmark_methods',
+                                       ['--child', str(folder), _weights(work, method), str(output)])
+                except RuntimeError as e:
+                    print(f'{case} {method}: failed: {e}', file=sys.stderr)
                     return 1
-                runs.setdefault((case, method), []).append(json.loads(lines[-1]))
+                runs.setdefault((case, method), []).append(result)
                 print(f"{case} {method}: {runs[case, method][-1]['seconds']:.1f} s", file=sys.stderr)
     print('| case | method | runs (s) | median (s) | peak RSS (GiB) | / CascadePSP |')
     print('|---|---|---|---|---|---|')

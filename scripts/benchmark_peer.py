@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scripts.measure import peak_rss_gib, run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / 'samples' / 'cascadepsp'  # dataset.paths.SAMPLES; the package side runs without this tree's imports
@@ -126,7 +126,7 @@ def _child(side: str, case: str, samples: Path, folder: Path, out: Path, threads
         result = refiner.refine(image, mask, fast=fast, L=L)
     seconds = time.perf_counter() - start
     np.save(out, result)
-    return {'seconds': seconds, 'peak_gib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {'seconds': seconds, 'peak_gib': peak_rss_gib()}
 
 
 def _pairs(run, case: str, sides: tuple[str, str], pairs: int) -> tuple[dict, dict, dict]:
@@ -175,12 +175,9 @@ def main() -> int:
             out = folder / f'{side}_{case}_{i}.npy'
             child, env = ALLOCATOR_SIDES.get(side, (side, {}))
             spec = json.dumps({'side': child, 'case': case, 'folder': str(folder), 'out': str(out)})
-            proc = subprocess.run([sys.executable, '-m', 'scripts.benchmark_peer', '--child', spec,
-                                   '--threads', str(args.threads), '--samples', args.samples], capture_output=True,
-                                  text=True, env={**os.environ, **env}, cwd=ROOT)
-            if proc.returncode:
-                raise RuntimeError(f'{side} {case}: {proc.stderr[-2000:]}')
-            return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out)
+            result = run_child('scripts.benchmark_peer', ['--child', spec, '--threads', str(args.threads),
+                                                          '--samples', args.samples], env)
+            return result, np.load(out)
 
         context_sides = ('project_exact', 'project_research', 'lite', *ALLOCATOR_SIDES)
         print('| case | package (s) | project (s) | ratio | differing pixels, max difference (of 255) | '

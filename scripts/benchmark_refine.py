@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 from dataset.paths import SAMPLES
+from scripts.measure import peak_rss_gib, run_child
 
 
 def _model(name: str):
@@ -63,7 +61,7 @@ def run_one(args: argparse.Namespace) -> dict:
             seconds = time.perf_counter() - start
         return {'mode': 'forward896', 'model': args.model[0], 'arch': model.arch, 'device': args.device,
                 'size': '896x896', 'L': 896, 'batch': 1, 'seconds': round(seconds, 2), 'crops': 0,
-                'threads': torch.get_num_threads(), 'peak_cpu_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                'threads': torch.get_num_threads(), 'peak_cpu_rss_mib': round(peak_rss_gib() * 1024),
                 'peak_gpu_mib': None, 'parameters': sum(p.numel() for p in model.parameters())}
     image, mask = read_rgb(args.image), read_grey(args.mask)
     im, seg = image_tensors(image, binarize(mask))
@@ -98,7 +96,7 @@ def run_one(args: argparse.Namespace) -> dict:
     return {
         'mode': args.mode, 'model': args.model[0], 'device': args.device, 'size': f'{image.shape[1]}x{image.shape[0]}', 'L': args.L,
         'batch': args.batch, 'seconds': round(seconds, 2), 'crops': crops, 'threads': torch.get_num_threads(),
-        'peak_cpu_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        'peak_cpu_rss_mib': round(peak_rss_gib() * 1024),
         'peak_gpu_mib': round(torch.cuda.max_memory_allocated() / 2**20) if args.device.startswith('cuda') else None,
         'precision': args.precision, 'exact': args.exact, 'backend': args.backend, 'agreement': agreement,
     }
@@ -128,13 +126,11 @@ def main() -> int:
     modes = ('global_only', 'global_local') if args.mode == 'both' else (args.mode,)
     for model in args.model:
         for mode in modes:
-            cmd = [sys.executable, '-m', 'scripts.benchmark_refine', '--image', args.image, '--mask', args.mask,
-                   '--L', str(args.L),
-                   *(['--stride', str(args.stride)] if args.stride else []), '--batch', str(args.batch),
-                   '--device', args.device, '--mode', mode,
-                   '--model', model, '--precision', args.precision, '--backend', args.backend] + ['--exact'] * args.exact
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip().splitlines()[-1]
-            r = json.loads(out)
+            r = run_child('scripts.benchmark_refine', [
+                '--image', args.image, '--mask', args.mask, '--L', str(args.L),
+                *(['--stride', str(args.stride)] if args.stride else []), '--batch', str(args.batch),
+                '--device', args.device, '--mode', mode, '--model', model, '--precision', args.precision,
+                '--backend', args.backend] + ['--exact'] * args.exact)
             gpu = f", peak GPU {r['peak_gpu_mib']} MiB" if r['peak_gpu_mib'] is not None else ''
             if r['agreement']:
                 a = r['agreement']

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--output', help='also write the table to this file')
     args = parser.parse_args(argv)
     if args.learning:
+        if (failed := _check_output(args.output, [('--learning', args.learning)])) is not None:
+            return failed
         try:
             results = results_from_json(json.loads(Path(args.learning).read_text()))
             table = comparison_markdown(results, args.model) + '\n'
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'error: {args.learning}: not a results.json of scripts/benchmark_learning.py with the models '
                   f'{", ".join(args.model)} ({type(e).__name__}: {e})', file=sys.stderr)
             return 2
-        return _emit(table, args.output, [('--learning', args.learning)])
+        return _emit(table, args.output)
     if not args.results:
         parser.error('give LABEL=results_post.json arguments, or --learning results.json')
     entries = []
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {", ".join(p for _, p in entries)}: not results_post.json files of eval_post.py ({type(e).__name__}: {e})',
               file=sys.stderr)
         return 2
-    return _emit(table, args.output, entries)
+    return _emit(table, args.output)
 
 
 def _check_output(output: str | None, inputs: list[tuple[str, str]]) -> int | None:
@@ -71,10 +73,8 @@ def _check_output(output: str | None, inputs: list[tuple[str, str]]) -> int | No
     return None
 
 
-def _emit(table: str, output: str | None, inputs: list[tuple[str, str]]) -> int:
-    """Print ``table`` and write it to ``output`` (checked against the inputs first)."""
-    if (failed := _check_output(output, inputs)) is not None:
-        return failed
+def _emit(table: str, output: str | None) -> int:
+    """Print ``table`` and write it to ``output`` (checked by :func:`_check_output` before any work)."""
     if output:
         try:
             write_text(output, table)

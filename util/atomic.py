@@ -146,8 +146,8 @@ def refuse_overwriting_inputs(outputs: dict[str, str | os.PathLike | None],
     """Raise :class:`OverwritesInput`, naming both paths, when an output (file or folder) is one of the inputs,
     or when two outputs are the same file (the second would silently replace the first).
 
-    ``outputs`` / ``inputs`` map a role (e.g. ``'--output'``, ``'IMAGE'``) to a path; None is skipped. Call it before any work starts, so that a refused command
-    changes nothing.
+    ``outputs`` / ``inputs`` map a role (e.g. ``'--output'``, ``'IMAGE'``) to a path; None is skipped. Call it
+    before any work starts, so that a refused command changes nothing.
     """
     known = {_same_file_key(p): (role, p) for role, p in inputs.items() if p is not None}
     written: dict[str, tuple[str, str | os.PathLike]] = {}
