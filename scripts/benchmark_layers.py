@@ -55,10 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--exact', action='store_true')
     parser.add_argument('--repeat', type=int, default=2, help='timed passes (after one warm-up)')
     args = parser.parse_args(argv)
+    if args.size < 8 or args.size % 8 or args.repeat < 1:
+        parser.error(f'--size must be a positive multiple of 8 (got {args.size}) and --repeat at least 1')
     from inference.engine import prepare
+    from models.checkpoint import CheckpointError
     from scripts.benchmark_refine import _model
     from util.malloc import keep_freed_memory
-    model = _model(args.model).eval()
+    try:
+        model = _model(args.model).eval()
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f'error: --model {e}', file=sys.stderr)
+        return 2
+    if not hasattr(model, 'encode'):
+        print(f'error: --model {args.model}: a {model.arch} network; this breaks down the CascadePSP cascade '
+              '(cascadepsp, lite)', file=sys.stderr)
+        return 2
     torch.manual_seed(0)
     x = torch.randn(1, 3, args.size, args.size)
     m = (torch.rand(1, 1, args.size, args.size) > 0.5).float() * 2 - 1

@@ -13,3 +13,12 @@ def test_every_part_is_timed_and_counted(capsys):
     seconds, share, gmac, _ = rows['layer4']
     assert float(seconds) >= 0 and float(gmac) > 0  # dilated convolutions at stride 8 count
     assert 'GMAC/s' in out.splitlines()[0]
+
+
+def test_bad_settings_are_refused_with_a_message(capsys):
+    import pytest
+    with pytest.raises(SystemExit):
+        benchmark_layers.main(['--size', '100'])
+    assert '--size must be a positive multiple of 8' in capsys.readouterr().err
+    assert benchmark_layers.main(['--model', 'no_such_weights.pth']) == 2
+    assert 'no_such_weights.pth' in capsys.readouterr().err
